@@ -490,3 +490,23 @@ def test_no_warning_on_plain_use():
         ds = spec_example()
         ds.select_stims([0])
         _ = ds[0]
+
+
+def test_quality_agrees_with_batch_metrics_on_the_collated_dataset():
+    """compute_neuron_quality and deepSTRF.metrics share one definition (metrics_paradigm §11)."""
+    from deepSTRF.metrics import compute_CCmax, snr
+    from deepSTRF.utils.data import neural_collate
+
+    ds = RaggedDataset([[3, 2, 0], [4, 0, 2], [2, 5, 3], [0, 2, 2]], durations=[9, 14, 11, 7], seed=11, rate=3.0)
+    quality = ds.compute_neuron_quality()
+    batch = neural_collate([ds[i] for i in range(len(ds))])
+    torch.testing.assert_close(snr(batch["responses"], reduction="none"), quality["snr"], rtol=1e-4, atol=1e-6)
+    # CCmax of one cell equals the per-cell helper
+    gen = torch.Generator().manual_seed(12)
+    rate = 1 + 3 * torch.rand(25, generator=gen)
+    cell = torch.poisson(rate.expand(6, 25).contiguous(), generator=gen)
+    single = BareDataset([torch.zeros(1, 1, 25)], [[cell]])
+    torch.testing.assert_close(
+        single.compute_neuron_quality()["ccmax"][0], compute_CCmax(cell.unsqueeze(0))[0].float(), rtol=1e-5, atol=1e-6
+    )
+    assert 0 < single.nrn_meta[0]["ccmax"] < 1

@@ -559,26 +559,31 @@ class NeuralDataset(Dataset):
             raise ValueError(f"method must be 'max' or 'zscore', got {method!r}")
         N = self.N_neurons
         stats = self._stim_subset(stim_indices)  # a duplicated stim counts twice
+        # Per-row count / mean / sum of squared deviations, merged per neuron with
+        # the parallel-variance formula: one pass, stable, no per-element scatter.
         count = torch.zeros(N, dtype=torch.float64)
         total = torch.zeros(N, dtype=torch.float64)
+        spread = torch.zeros(N, dtype=torch.float64)
         peak = torch.zeros(N, dtype=torch.float64)
-        per_stim: list[tuple[Tensor, Tensor]] = []
+        row_stats: list[tuple[Tensor, Tensor, Tensor]] = []
         for s, neurons in self._real_cells(stats):
             if not neurons:
                 continue
-            row = self.responses[s]
-            flat = torch.cat([row[n].reshape(-1) for n in neurons]).to(torch.float64)
-            owner = torch.repeat_interleave(
-                torch.tensor(neurons, dtype=torch.long), torch.tensor([row[n].numel() for n in neurons])
-            )
-            valid = ~torch.isnan(flat)
-            flat, owner = flat[valid], owner[valid]
-            count.index_add_(0, owner, torch.ones_like(flat))
+            stacked, owner = self._stack_stim(s, neurons)
+            x = stacked.to(torch.float64)
+            valid = ~torch.isnan(x)
+            n_valid = valid.sum(dim=1).to(torch.float64)
+            x0 = torch.where(valid, x, torch.zeros((), dtype=x.dtype))
+            count.index_add_(0, owner, n_valid)
             if method == "max":
-                peak.scatter_reduce_(0, owner, flat.abs(), reduce="amax")
+                peak.scatter_reduce_(0, owner, x0.abs().amax(dim=1), reduce="amax")
             else:
-                total.index_add_(0, owner, flat)
-                per_stim.append((flat, owner))
+                row_sum = x0.sum(dim=1)
+                row_mean = row_sum / n_valid.clamp_min(1)
+                deviation = torch.where(valid, x - row_mean[:, None], torch.zeros((), dtype=x.dtype))
+                total.index_add_(0, owner, row_sum)
+                spread.index_add_(0, owner, (deviation**2).sum(dim=1))
+                row_stats.append((owner, n_valid, row_mean))
         enough = count >= 2
         offset = torch.zeros(N, dtype=torch.float64)
         scale = torch.ones(N, dtype=torch.float64)
@@ -586,10 +591,9 @@ class NeuralDataset(Dataset):
             scale = torch.where(enough, peak.clamp_min(eps), scale)
         else:
             mean = total / count.clamp_min(1)
-            squares = torch.zeros(N, dtype=torch.float64)
-            for flat, owner in per_stim:
-                squares.index_add_(0, owner, (flat - mean[owner]) ** 2)
-            std = (squares / (count - 1).clamp_min(1)).sqrt()
+            for owner, n_valid, row_mean in row_stats:
+                spread.index_add_(0, owner, n_valid * (row_mean - mean[owner]) ** 2)
+            std = (spread / (count - 1).clamp_min(1)).sqrt()
             offset = torch.where(enough, mean, offset)
             scale = torch.where(enough, std.clamp_min(eps), scale)
         offset32, scale32 = offset.float(), scale.float()
@@ -603,30 +607,38 @@ class NeuralDataset(Dataset):
         self.response_normalization = record
         return record
 
+    def _stack_stim(self, s: int, neurons: list[int]) -> tuple[Tensor, Tensor]:
+        """Stack the real responses of stim ``s`` along repeats: ``(sum_n R[s][n], T_s)``.
+
+        Returns the stacked values and the neuron index of each row.
+        """
+        row = self.responses[s]
+        cells = [row[n] for n in neurons]
+        T = cells[0].shape[-1]
+        if any(c.dim() != 2 or c.shape[-1] != T for c in cells):
+            raise DatasetFormatError(
+                f"{type(self).__name__}.responses[{s}]", "shape", "responses of unequal T or rank",
+                "every real response of a stim to be (R, T_s) with a common T_s (run validate())",
+            )
+        repeats = torch.tensor([c.shape[0] for c in cells])
+        owner = torch.repeat_interleave(torch.tensor(neurons, dtype=torch.long), repeats)
+        return torch.cat(cells, dim=0), owner
+
     def _map_real_cells(self, fn: Callable[[Tensor, Tensor], Tensor]) -> None:
         """Replace every real response of each stim by ``fn`` applied to all of them at once.
 
         ``fn(values, neuron_of_row)`` receives the stim's real responses stacked
-        along the repeat axis, ``(sum_n R[s][n], T_s)``, with the neuron index of
-        each row as a 1-D tensor broadcast to ``(rows, 1)``, and returns a tensor
-        of the same shape. The new responses are views on that result.
+        along the repeat axis, ``(sum_n R[s][n], T_s)``, and the neuron index of
+        each row as a ``(rows, 1)`` tensor, and returns a tensor of the same
+        shape. The new responses are views on that result.
         """
         for s, neurons in self._real_cells(range(self.get_S())):
             if not neurons:
                 continue
             row = self.responses[s]
-            cells = [row[n] for n in neurons]
-            T = cells[0].shape[-1]
-            if any(c.dim() != 2 or c.shape[-1] != T for c in cells):
-                raise DatasetFormatError(
-                    f"{type(self).__name__}.responses[{s}]", "shape", "responses of unequal T or rank",
-                    "every real response of a stim to be (R, T_s) with a common T_s (run validate())",
-                )
-            repeats = [c.shape[0] for c in cells]
-            stacked = torch.cat(cells, dim=0)
-            owner = torch.repeat_interleave(torch.tensor(neurons, dtype=torch.long), torch.tensor(repeats))
+            stacked, owner = self._stack_stim(s, neurons)
             result = fn(stacked, owner.unsqueeze(1))
-            for n, piece in zip(neurons, torch.split(result, repeats, dim=0)):
+            for n, piece in zip(neurons, torch.split(result, [row[n].shape[0] for n in neurons], dim=0)):
                 row[n] = piece
 
     def smooth_responses(self, window_ms: float = 21.0) -> None:
@@ -742,7 +754,7 @@ class NeuralDataset(Dataset):
         nan = torch.tensor(math.nan, dtype=torch.float64)
         sp_n = torch.where(power_weight > 0, sp_sum / power_weight.clamp_min(1), nan)
         np_n = torch.where(power_weight > 0, np_sum / power_weight.clamp_min(1), nan)
-        snr = _snr_from_powers(sp_n, np_n)
+        snr = sp_n / np_n  # +inf when noiseless, NaN for a flat response (0 / 0)
         ccmax = torch.where(cc_weight > 0, cc_sum / cc_weight.clamp_min(1), nan)
         ccmax = torch.where(torch.isnan(ccmax) & ~has_repeats, torch.ones_like(ccmax), ccmax)
         snr32, ccmax32 = snr.float(), ccmax.float()
@@ -853,9 +865,3 @@ def _complete_block(cell: Tensor) -> Tensor:
     cols = (~torch.isnan(cell)).all(dim=0)
     return cell[:, cols]
 
-
-def _snr_from_powers(signal: Tensor, noise: Tensor) -> Tensor:
-    """``signal / noise`` with ``+inf`` for noiseless positive signal and 0 for 0/0."""
-    ratio = signal / noise
-    ratio = torch.where((noise == 0) & (signal == 0), torch.zeros_like(ratio), ratio)
-    return ratio
