@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["make_sentinel", "make_sentinels", "is_sentinel"]
+__all__ = ["make_sentinel", "make_sentinels", "is_sentinel", "complete_block"]
 
 
 def make_sentinel(dtype: torch.dtype = torch.float32) -> Tensor:
@@ -35,3 +35,14 @@ def make_sentinels(count: int, dtype: torch.dtype = torch.float32) -> list[Tenso
 def is_sentinel(response: Tensor) -> bool:
     """True iff ``response`` is the missing-pair sentinel (shape ``(1, 1)``, NaN)."""
     return response.numel() == 1 and response.dim() == 2 and bool(torch.isnan(response).item())
+
+
+def complete_block(response: Tensor) -> Tensor:
+    """Largest NaN-free block of a partly NaN ``(R, T)`` response.
+
+    Keeps the repeats holding at least one value, then, among those, the bins
+    valid in every kept repeat. Used by statistics that need complete cells
+    (signal power, split-half correlations).
+    """
+    response = response[(~torch.isnan(response)).any(dim=1)]
+    return response[:, (~torch.isnan(response)).all(dim=0)]

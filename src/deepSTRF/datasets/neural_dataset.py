@@ -23,7 +23,7 @@ import math
 import operator
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ._errors import DatasetFormatError
+from ._storage import complete_block
 
 __all__ = ["NeuralDataset"]
 
@@ -624,15 +625,23 @@ class NeuralDataset(Dataset):
         owner = torch.repeat_interleave(torch.tensor(neurons, dtype=torch.long), repeats)
         return torch.cat(cells, dim=0), owner
 
-    def _map_real_cells(self, fn: Callable[[Tensor, Tensor], Tensor]) -> None:
-        """Replace every real response of each stim by ``fn`` applied to all of them at once.
+    def _map_real_cells(self, fn: Callable[[Tensor, Tensor], Tensor], stims: Iterable[int] | None = None) -> None:
+        """Replace the real responses of each stim by ``fn`` applied to all of them at once.
 
         ``fn(values, neuron_of_row)`` receives the stim's real responses stacked
         along the repeat axis, ``(sum_n R[s][n], T_s)``, and the neuron index of
-        each row as a ``(rows, 1)`` tensor, and returns a tensor of the same
-        shape. The new responses are views on that result.
+        each row as a ``(rows, 1)`` tensor; it returns ``(sum_n R[s][n], T')``
+        (same rows, the number of bins may change). The new responses are views
+        on that result; sentinels are not touched.
+
+        Parameters
+        ----------
+        fn : callable
+            The transform.
+        stims : iterable of int, optional
+            Stims to transform (all when ``None``).
         """
-        for s, neurons in self._real_cells(range(self.get_S())):
+        for s, neurons in self._real_cells(range(self.get_S()) if stims is None else stims):
             if not neurons:
                 continue
             row = self.responses[s]
@@ -640,6 +649,39 @@ class NeuralDataset(Dataset):
             result = fn(stacked, owner.unsqueeze(1))
             for n, piece in zip(neurons, torch.split(result, [row[n].shape[0] for n in neurons], dim=0)):
                 row[n] = piece
+
+    def _cell_batches(self, max_elements: int = 2_000_000) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """Yield the real cells grouped by shape: ``(x, stim_index, neuron_index)``.
+
+        ``x`` is ``(M, R, T)`` (cells of equal shape stacked, at most about
+        ``max_elements`` values per batch), ``stim_index`` and ``neuron_index``
+        are ``(M,)`` long tensors. A response holding NaN entries is reduced to
+        its NaN-free block first (:func:`~deepSTRF.datasets._storage.complete_block`).
+        Whole-dataset statistics use this to run a few large tensor ops instead
+        of S x N tiny ones.
+        """
+        groups: dict[tuple[int, int], tuple[list[Tensor], list[int], list[int]]] = defaultdict(lambda: ([], [], []))
+        for s, neurons in self._real_cells(range(self.get_S())):
+            row = self.responses[s]
+            for n in neurons:
+                cell = row[n]
+                if cell.dim() != 2:
+                    continue
+                if torch.isnan(cell).any():
+                    cell = complete_block(cell)
+                bucket = groups[tuple(cell.shape)]
+                bucket[0].append(cell)
+                bucket[1].append(s)
+                bucket[2].append(n)
+        for (R, T), (cells, stim_index, neuron_index) in groups.items():
+            chunk = max(1, max_elements // max(1, R * T))
+            for start in range(0, len(cells), chunk):
+                stop = start + chunk
+                yield (
+                    torch.stack(cells[start:stop]),
+                    torch.tensor(stim_index[start:stop], dtype=torch.long),
+                    torch.tensor(neuron_index[start:stop], dtype=torch.long),
+                )
 
     def smooth_responses(self, window_ms: float = 21.0) -> None:
         """Smooth every real response in place along time with a Hann window.
@@ -719,38 +761,24 @@ class NeuralDataset(Dataset):
         cc_sum = torch.zeros(N, dtype=torch.float64)
         cc_weight = torch.zeros(N, dtype=torch.float64)
         has_repeats = torch.zeros(N, dtype=torch.bool)
-        groups: dict[tuple[int, int], tuple[list[Tensor], list[int]]] = defaultdict(lambda: ([], []))
         with torch.no_grad():
-            for s, neurons in self._real_cells(range(self.get_S())):
-                row = self.responses[s]
-                for n in neurons:
-                    cell = row[n]
-                    if cell.dim() != 2:
-                        continue
-                    if cell.shape[0] >= 2:
-                        has_repeats[n] = True
-                    if torch.isnan(cell).any():
-                        cell = _complete_block(cell)
-                    R, T = cell.shape
-                    if R >= 2 and T >= 2:
-                        bucket = groups[(R, T)]
-                        bucket[0].append(cell)
-                        bucket[1].append(n)
-            for (R, T), (cells, owners) in groups.items():
-                chunk = max(1, 2_000_000 // (R * T))
-                for start in range(0, len(cells), chunk):
-                    x = torch.stack(cells[start : start + chunk]).to(torch.float32)
-                    owner = torch.tensor(owners[start : start + chunk], dtype=torch.long)
-                    sp, noise = cell_signal_noise_power(x)
-                    sp, noise = sp.double(), noise.double()
-                    sp_sum.index_add_(0, owner, T * sp)
-                    np_sum.index_add_(0, owner, T * noise)
-                    power_weight.index_add_(0, owner, torch.full_like(sp, float(T)))
-                    rho = cell_split_half_rho(x, max_iters=max_ccmax_iters, seed=seed).double()
-                    keep = rho > 0
-                    cc = torch.sqrt(2 * rho[keep] / (1 + rho[keep]))
-                    cc_sum.index_add_(0, owner[keep], T * cc)
-                    cc_weight.index_add_(0, owner[keep], torch.full_like(cc, float(T)))
+            for x, _, owner in self._cell_batches():
+                _, R, T = x.shape
+                if R >= 2:
+                    has_repeats[owner] = True
+                if R < 2 or T < 2:
+                    continue
+                x = x.to(torch.float32)
+                sp, noise = cell_signal_noise_power(x)
+                sp, noise = sp.double(), noise.double()
+                sp_sum.index_add_(0, owner, T * sp)
+                np_sum.index_add_(0, owner, T * noise)
+                power_weight.index_add_(0, owner, torch.full_like(sp, float(T)))
+                rho = cell_split_half_rho(x, max_iters=max_ccmax_iters, seed=seed).double()
+                keep = rho > 0
+                cc = torch.sqrt(2 * rho[keep] / (1 + rho[keep]))
+                cc_sum.index_add_(0, owner[keep], T * cc)
+                cc_weight.index_add_(0, owner[keep], torch.full_like(cc, float(T)))
         nan = torch.tensor(math.nan, dtype=torch.float64)
         sp_n = torch.where(power_weight > 0, sp_sum / power_weight.clamp_min(1), nan)
         np_n = torch.where(power_weight > 0, np_sum / power_weight.clamp_min(1), nan)
@@ -855,13 +883,4 @@ class NeuralDataset(Dataset):
                     raise DatasetFormatError(
                         where, "T", f"{T} bins", f"{expected_T} bins to match stims[{s}] of shape {tuple(stim.shape)}"
                     )
-
-
-def _complete_block(cell: Tensor) -> Tensor:
-    """Largest NaN-free block of a partly NaN response (see compute_neuron_quality)."""
-    valid = ~torch.isnan(cell)
-    rows = valid.any(dim=1)
-    cell = cell[rows]
-    cols = (~torch.isnan(cell)).all(dim=0)
-    return cell[:, cols]
 
