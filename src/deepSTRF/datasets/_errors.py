@@ -116,7 +116,37 @@ class DatasetFormatError(DeepSTRFError, ValueError):
 
 
 class DownloadError(DeepSTRFError, ConnectionError):
-    """A network transfer failed (URL unreachable, HTTP error, connection dropped)."""
+    """A network transfer failed (URL unreachable, HTTP error, connection dropped).
+
+    Parameters
+    ----------
+    message : str
+        What failed and what to do about it.
+    url : str, optional
+        The URL that failed.
+    status : int, optional
+        The HTTP status code, ``None`` when no response came (connection
+        refused or dropped, timeout).
+    retryable : bool, optional
+        Whether trying again later may succeed (network trouble, 429, 5xx),
+        as opposed to a permanent answer (404, 403, wrong content).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        self.url = url
+        self.status = status
+        self.retryable = retryable
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 class CredentialsError(DeepSTRFError, PermissionError):

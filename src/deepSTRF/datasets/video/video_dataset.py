@@ -17,7 +17,7 @@ what it did (also appended to ``video_transforms``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from numbers import Real
 from typing import Any
 
