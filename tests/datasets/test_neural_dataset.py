@@ -510,3 +510,48 @@ def test_quality_agrees_with_batch_metrics_on_the_collated_dataset():
         single.compute_neuron_quality()["ccmax"][0], compute_CCmax(cell.unsqueeze(0))[0].float(), rtol=1e-5, atol=1e-6
     )
     assert 0 < single.nrn_meta[0]["ccmax"] < 1
+
+
+def test_pickle_of_views_stays_compact():
+    """Responses that are views on a shared buffer must not each pickle the whole buffer."""
+    ds = RaggedDataset([[4, 3, 2]] * 6, durations=[50] * 6, seed=2)
+    ds.normalize_responses("zscore")  # responses are now views on per-stim stacks
+    tensor_bytes = sum(t.numel() * t.element_size() for row in ds.responses for t in row)
+    tensor_bytes += sum(t.numel() * t.element_size() for t in ds.stims)
+    size = len(pickle.dumps(ds))
+    assert size < 1.5 * tensor_bytes + 20_000
+    clone = pickle.loads(pickle.dumps(ds))
+    torch.testing.assert_close(clone.responses[3][1], ds.responses[3][1])
+
+
+def test_load_or_build_hook_fills_storage_and_reuses_cache(tmp_path, monkeypatch):
+    from deepSTRF.datasets import AudioNeuralDataset
+    from deepSTRF.datasets._cache import Payload
+
+    monkeypatch.setenv("DEEPSTRF_CACHE", str(tmp_path / "cache"))
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(b"raw data")
+    builds = []
+
+    class Cached(AudioNeuralDataset):
+        def __init__(self, scale: float, cache: bool = True):
+            super().__init__(str(tmp_path), 5.0)
+
+            def build():
+                builds.append(scale)
+                stims = [torch.ones(1, 2, 4), torch.zeros(1, 2, 3)]
+                responses = [[torch.full((2, 4), scale), sentinel()], [sentinel(), torch.ones(1, 3)]]
+                return Payload(stims, responses, [{"k": 0}, {"k": 1}], [{"id": "a"}, {"id": "b"}], {"F": 2})
+
+            self._load_or_build(build, params={"scale": scale}, raw_files=[raw], cache=cache)
+            self.validate()
+
+    a = Cached(2.0)
+    b = Cached(2.0)
+    assert builds == [2.0]
+    assert b.F == 2 and b.nrn_masks.tolist() == [[True, False], [False, True]]
+    torch.testing.assert_close(b.responses[0][0], torch.full((2, 4), 2.0))
+    assert len(b) == 2 and b.nrn_meta == a.nrn_meta
+    Cached(3.0)
+    Cached(3.0, cache=False)
+    assert builds == [2.0, 3.0, 3.0]

@@ -133,6 +133,10 @@ class NeuralDataset(Dataset):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_view_cache"] = None
+        # Views on a shared buffer (cache memory map, per-stim stacks) would each
+        # pickle the whole buffer: send compact copies instead.
+        state["stims"] = [_compact(t) for t in self.stims]
+        state["responses"] = [[_compact(t) for t in row] for row in self.responses]
         return state
 
     # -------------------------------------------------------------- accessors
@@ -197,6 +201,64 @@ class NeuralDataset(Dataset):
             raise ValueError(f"mask has shape {tuple(mask.shape)}, expected (S, N) = {expected}")
         self._mask_cache = mask
         self._view_cache = None
+
+    #: Bump in a loader whenever its parsing changes, so stale caches are rebuilt.
+    FORMAT_VERSION: int = 1
+
+    def _load_or_build(
+        self,
+        build: Callable[[], Any],
+        *,
+        params: dict,
+        raw_files: Iterable[Any],
+        cache: bool = True,
+        name: str | None = None,
+    ) -> None:
+        """Fill the storage from the processed cache, or build it with ``build`` and cache it.
+
+        Parameters
+        ----------
+        build : callable
+            Parses the raw files; returns a :class:`deepSTRF.datasets._cache.Payload`
+            (stims, responses, stim_meta, nrn_meta, attrs, optional mask).
+        params : dict
+            Every constructor argument that changes the content (JSON-able).
+        raw_files : iterable of path
+            The raw files read by ``build``; their size and mtime enter the key.
+        cache : bool
+            ``False`` always builds and writes nothing.
+        name : str, optional
+            Dataset name used in the cache file name (default: the class name).
+
+        Notes
+        -----
+        The key covers the class, ``FORMAT_VERSION``, ``params`` and the raw
+        files, so a change to any of them rebuilds. Attributes in
+        ``payload.attrs`` (``dt``, ``F``, ``audio_fs`` ...) are set on ``self``.
+        """
+        from ._cache import load_or_build
+
+        cls = type(self)
+        payload = load_or_build(
+            name or cls.__name__,
+            f"{cls.__module__}.{cls.__qualname__}",
+            cls.FORMAT_VERSION,
+            params,
+            raw_files,
+            build,
+            enabled=cache,
+        )
+        self.stims = list(payload.stims)
+        self.responses = [list(row) for row in payload.responses]
+        self.stim_meta = list(payload.stim_meta)
+        self.nrn_meta = list(payload.nrn_meta)
+        self.N_neurons = len(self.nrn_meta)
+        for key, value in payload.attrs.items():
+            setattr(self, key, value)
+        if payload.mask is not None:
+            self._set_nrn_masks(payload.mask)
+        else:
+            self._invalidate_nrn_masks()
 
     def _invalidate_nrn_masks(self) -> None:
         """Drop the cached mask and every selection view derived from it."""
@@ -884,3 +946,10 @@ class NeuralDataset(Dataset):
                         where, "T", f"{T} bins", f"{expected_T} bins to match stims[{s}] of shape {tuple(stim.shape)}"
                     )
 
+
+
+def _compact(tensor: Tensor) -> Tensor:
+    """``tensor`` itself if it owns exactly its storage, else a compact copy."""
+    if tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size() and tensor.is_contiguous():
+        return tensor
+    return tensor.clone(memory_format=torch.contiguous_format)
