@@ -109,6 +109,7 @@ HOSTS: dict[str, str] = {
     "osf": "https://osf.io",
     "github_raw": "https://raw.githubusercontent.com",
     "crcns": "https://portal.nersc.gov/project/crcns/download",
+    "bitbucket": "https://bitbucket.org",
 }
 
 USER_AGENT = f"deepSTRF/{__version__} (+https://pypi.org/project/deepSTRF/)"
