@@ -110,6 +110,7 @@ HOSTS: dict[str, str] = {
     "github_raw": "https://raw.githubusercontent.com",
     "crcns": "https://portal.nersc.gov/project/crcns/download",
     "bitbucket": "https://bitbucket.org",
+    "drum": "https://drum.lib.umd.edu",
 }
 
 USER_AGENT = f"deepSTRF/{__version__} (+https://pypi.org/project/deepSTRF/)"

@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+"""Benchmark AliceEEGDataset: build from raw fif/wav files versus cached reload, at real per-subject size.
+
+Usage::
+
+    python benchmarks/alice_eeg.py                       # 3 subjects, 2 runs each
+    python benchmarks/alice_eeg.py --subjects 8 --keep /tmp/alice-bench
+
+The real release: 33 subjects x 61 EEG channels (+ VEOG/AUD) at 500 Hz for
+~12.4 min (~372 k samples, one fif ~90 MB), 12 wavs at 44.1 kHz (~744 s in
+all). This script writes ``--subjects`` subjects of exactly that size (build
+time and memory per subject scale linearly) and measures, each in a fresh
+subprocess, ``build`` (MNE read, 1-Hz high-pass, resampling to 100 Hz,
+slicing, spectrograms, cache write) and ``reload`` (cache map).
+
+Reported: median wall time, ratio build / reload (target >= 20) and the peak
+RSS growth (``ru_maxrss`` after touching every tensor minus the peak after the
+imports) against the final tensors' bytes (target: no step above ~2x; at small
+subject counts the transient of one 500-Hz float64 recording dominates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+
+N_SUB_SAMPLES = 372_000
+
+
+def peak_rss() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+SEGMENT_S = [62.0] * 11 + [46.98]
+
+
+def make_raw(root: Path, subjects: int, seed: int = 0) -> None:
+    import mne
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    stim = root / "stimuli"
+    stim.mkdir(parents=True, exist_ok=True)
+    for k, sec in enumerate(SEGMENT_S, start=1):
+        n = int(sec * 44100) + 7
+        t = np.arange(n) / 44100
+        x = 0.1 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 4 * t)) + 0.01 * rng.standard_normal(n)
+        sf.write(stim / f"{k}.wav", x.astype(np.float32), 44100, subtype="PCM_16")
+    names = [str(c) for c in range(1, 62) if c != 29] + ["29"]  # 61 EEG, reference last
+    onsets, t = [], 2.0
+    for sec in SEGMENT_S:
+        onsets.append(t + 0.0013)
+        t += sec + 0.3
+    for i in range(subjects):
+        sub = f"S{i + 1:02d}"
+        info = mne.create_info(names + ["VEOG", "AUD"], 500.0, ["eeg"] * 60 + ["eeg"] + ["stim", "stim"])
+        data = rng.standard_normal((63, N_SUB_SAMPLES)).astype(np.float32) * 1e-5
+        raw = mne.io.RawArray(data, info, verbose="error")
+        raw.info["bads"] = [names[j] for j in rng.choice(61, 5, replace=False)]
+        keep = list(range(12)) if i % 4 else list(range(1, 12))  # some subjects lack segment 1
+        raw.set_annotations(mne.Annotations([onsets[k] for k in keep], [0.1] * len(keep), [str(k + 1) for k in keep]))
+        folder = root / f"eeg.{i % 3}" / "eeg" / sub
+        folder.mkdir(parents=True, exist_ok=True)
+        raw.save(str(folder / f"{sub}_alice-raw.fif"), fmt="single", overwrite=True, verbose="error")
+
+
+def worker(root: str, kwargs: dict) -> None:
+    from deepSTRF.datasets.audio.alice_eeg import AliceEEGDataset
+
+    base = peak_rss()
+    t0 = time.perf_counter()
+    ds = AliceEEGDataset(root, **kwargs)
+    elapsed = time.perf_counter() - t0
+    nbytes = sum(t.numel() * t.element_size() for t in ds.stims)
+    total = 0.0
+    for s, row in enumerate(ds.responses):
+        for n in ds.nrn_masks[s].nonzero().flatten().tolist():
+            nbytes += row[n].numel() * row[n].element_size()
+            total += float(row[n].nan_to_num().sum())
+    total += sum(float(t.sum()) for t in ds.stims)
+    print(json.dumps({"seconds": elapsed, "rss": peak_rss() - base, "bytes": nbytes,
+                      "N": ds.N_neurons, "S": ds.get_S(), "check": total}))
+
+
+def measure(root: Path, cache: Path, kwargs: dict, clear: bool, threads: int = 1) -> dict:
+    env = dict(os.environ, DEEPSTRF_CACHE=str(cache), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if clear:
+        for f in cache.glob("*"):
+            f.unlink()
+    out = subprocess.run([sys.executable, __file__, "--worker", str(root), json.dumps(kwargs)],
+                         env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--subjects", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--keep", type=Path, help="folder for the raw layout (reused when present)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch/OpenMP threads per worker (1: robust timings on a shared machine)")
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker[0], json.loads(args.worker[1]))
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="alice-bench-"))
+    root = args.keep or tmp / "Alice_EEG"
+    if not (root / "stimuli").exists():
+        t0 = time.perf_counter()
+        make_raw(root, args.subjects)
+        size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+        print(f"generated {args.subjects} subjects ({size / 2**20:.0f} MiB of raw files) in "
+              f"{time.perf_counter() - t0:.1f} s under {root}")
+    cache = tmp / "cache"
+    cache.mkdir(exist_ok=True)
+    builds = [measure(root, cache, {}, True, args.threads) for _ in range(args.repeat)]
+    reloads = [measure(root, cache, {}, False, args.threads) for _ in range(args.repeat)]
+    ok = all(abs(x["check"] - builds[0]["check"]) <= 1e-5 * abs(builds[0]["check"]) + 1e-9 for x in reloads)
+    if not ok:
+        print("  WARNING: reload differs from build")
+    b = statistics.median(r["seconds"] for r in builds)
+    r = statistics.median(x["seconds"] for x in reloads)
+    nbytes = builds[0]["bytes"]
+    b_mem = max(x["rss"] for x in builds) / nbytes
+    r_mem = max(x["rss"] for x in reloads) / nbytes
+    print(f"AliceEEG S={builds[0]['S']} N={builds[0]['N']}: build {b:7.2f} s   reload {r:6.3f} s   "
+          f"ratio {b / r:6.1f}x   tensors {nbytes / 2**20:7.1f} MiB   peak build {b_mem:4.2f}x   "
+          f"peak reload {r_mem:4.2f}x")
+    ok &= b / r >= 20 and b_mem <= 2.2
+    print("targets met" if ok else "TARGET MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

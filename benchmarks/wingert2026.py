@@ -1,0 +1,164 @@
+#!/usr/bin/env python
+"""Benchmark Wingert2026Dataset: build from raw archives versus cached reload, at real per-session size.
+
+Usage::
+
+    python benchmarks/wingert2026.py                     # 6 sessions, 3 runs each
+    python benchmarks/wingert2026.py --sessions 12 --repeat 2 --keep /tmp/wg-bench
+
+The real release has 67 sessions of ~42 cells, ~100 single-presentation
+estimation stims and ~6 validation stims at R = 20, T = 2000 frames of 10 ms,
+F = 32 (~4.35 GB of archives, S ~ 7,000, N = 3,128). This script writes
+``--sessions`` sessions with exactly that per-session shape (so build time and
+memory scale linearly to the full release) and measures, each in a fresh
+subprocess:
+
+- ``build``: empty cache folder; the constructor streams every archive, bins
+  the spikes, normalises, writes the cache and maps it back;
+- ``reload``: the constructor maps the cache file.
+
+Reported: median wall time, ratio build / reload (target >= 20) and the peak
+RSS growth (``ru_maxrss`` after touching every tensor minus the peak after the
+imports) against the final tensors' bytes (target: no step above ~2x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+
+CELLS, EST, VAL, VAL_R, T = 42, 100, 6, 20, 2000
+
+
+def peak_rss() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def make_raw(root: Path, sessions: int, seed: int = 0) -> None:
+    import numpy as np
+    from fixtures.wingert2026 import CSV_HEADER, _epoch_csv, _h5_bytes
+
+    rng = np.random.default_rng(seed)
+    rec = root / "recordings"
+    rec.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k in range(sessions):
+        session = f"BEN{k:03d}a"
+        cells = [f"{session}-{c + 1:03d}-1" for c in range(CELLS)]
+        rows += [[c, session, "A1" if i % 3 else "PEG", "4", "0", "False", "RS", "0.4", "True", "0", "0"]
+                 for i, c in enumerate(cells)]
+        labels = [f"STIM_00seq{k:03d}{v}.wav" for v in range(VAL)] + [f"STIM_seq{k:03d}{e:03d}.wav" for e in range(EST)]
+        order = [lab for lab in labels for _ in range(VAL_R if lab.startswith("STIM_00") else 1)]
+        rng.shuffle(order)
+        epochs, t = [], 1.0
+        for lab in order:
+            start = round(t + 0.0037, 6)
+            epochs.append((start, start + T / 100, lab))
+            t = start + T / 100 + 0.5
+        grams = {lab: rng.gamma(2.0, 0.05, size=(32, T)).astype(np.float32) for lab in labels}
+        spikes = {c: np.sort(rng.uniform(0, t, size=int(t * rng.uniform(2, 10)))) for c in cells}
+        name = f"{session}_bench"
+        members = {
+            f"{name}.meta.json": json.dumps({"siteid": session}).encode(),
+            f"{name}.resp.json": json.dumps({"chans": cells, "fs": 100, "signal_type": "PointProcess"}).encode(),
+            f"{name}.resp.epoch.csv": _epoch_csv(epochs),
+            f"{name}.resp.h5": _h5_bytes(spikes),
+            f"{name}.stim.h5": _h5_bytes(grams),
+        }
+        with tarfile.open(rec / f"{name}.tgz", "w:gz", compresslevel=1) as tf:
+            for member, data in members.items():
+                info = tarfile.TarInfo(f"{name}/{member}")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    import csv
+
+    with open(root / "cell_list.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_HEADER)
+        w.writerows(rows)
+
+
+def worker(root: str, kwargs: dict) -> None:
+    from deepSTRF.datasets.audio.wingert2026 import Wingert2026Dataset
+
+    base = peak_rss()
+    t0 = time.perf_counter()
+    ds = Wingert2026Dataset(root, **kwargs)
+    elapsed = time.perf_counter() - t0
+    nbytes = sum(t.numel() * t.element_size() for t in ds.stims)
+    total = 0.0
+    for s, row in enumerate(ds.responses):
+        for n in ds.nrn_masks[s].nonzero().flatten().tolist():
+            nbytes += row[n].numel() * row[n].element_size()
+            total += float(row[n].sum())
+    total += sum(float(t.sum()) for t in ds.stims)
+    print(json.dumps({"seconds": elapsed, "rss": peak_rss() - base, "bytes": nbytes,
+                      "N": ds.N_neurons, "S": ds.get_S(), "check": total}))
+
+
+def measure(root: Path, cache: Path, kwargs: dict, clear: bool, threads: int = 1) -> dict:
+    env = dict(os.environ, DEEPSTRF_CACHE=str(cache), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if clear:
+        for f in cache.glob("*"):
+            f.unlink()
+    out = subprocess.run([sys.executable, __file__, "--worker", str(root), json.dumps(kwargs)],
+                         env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--sessions", type=int, default=6)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", type=Path, help="folder for the raw layout (reused when present)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch/OpenMP threads per worker (1: robust timings on a shared machine)")
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker[0], json.loads(args.worker[1]))
+        return 0
+    tmp = Path(tempfile.mkdtemp(prefix="wingert-bench-"))
+    root = args.keep or tmp / "Wingert2026"
+    if not (root / "cell_list.csv").exists():
+        t0 = time.perf_counter()
+        make_raw(root, args.sessions)
+        size = sum(p.stat().st_size for p in (root / "recordings").glob("*.tgz"))
+        print(f"generated {args.sessions} sessions ({size / 2**20:.0f} MiB of archives) in "
+              f"{time.perf_counter() - t0:.1f} s under {root}")
+    cache = tmp / "cache"
+    cache.mkdir(exist_ok=True)
+    builds = [measure(root, cache, {}, True, args.threads) for _ in range(args.repeat)]
+    reloads = [measure(root, cache, {}, False, args.threads) for _ in range(args.repeat)]
+    ok = all(abs(x["check"] - builds[0]["check"]) <= 1e-6 * abs(builds[0]["check"]) for x in reloads)
+    if not ok:
+        print("  WARNING: reload differs from build")
+    b = statistics.median(r["seconds"] for r in builds)
+    r = statistics.median(x["seconds"] for x in reloads)
+    nbytes = builds[0]["bytes"]
+    b_mem = max(x["rss"] for x in builds) / nbytes
+    r_mem = max(x["rss"] for x in reloads) / nbytes
+    print(f"Wingert2026 S={builds[0]['S']} N={builds[0]['N']}: build {b:7.2f} s   reload {r:6.3f} s   "
+          f"ratio {b / r:6.1f}x   tensors {nbytes / 2**20:7.1f} MiB   peak build {b_mem:4.2f}x   "
+          f"peak reload {r_mem:4.2f}x")
+    ok &= b / r >= 20 and b_mem <= 2.2
+    print("targets met" if ok else "TARGET MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
