@@ -295,10 +295,17 @@ def _common_dtype(tensors: Iterable[Tensor], side: str) -> torch.dtype | None:
     return dtype
 
 
-def _response_grid(responses: list[list[Tensor]]) -> tuple[int, list[Tensor], np.ndarray]:
-    """Check the S x N grid; return N, the real tensors in order, and the (S*N, 3) table."""
+def _response_grid(responses: list[list[Tensor]], mask: Tensor | None = None) -> tuple[int, list[Tensor], np.ndarray]:
+    """Check the S x N grid; return N, the real tensors in order, and the (S*N, 3) table.
+
+    With the loader's ``mask`` (``True`` = real pair) sentinels are recognised
+    without inspecting their value.
+    """
+    known = None if mask is None else torch.as_tensor(mask, dtype=torch.bool).reshape(-1).tolist()
     S = len(responses)
     N = len(responses[0]) if S else 0
+    if known is not None and len(known) != S * N:
+        raise ValueError(f"the mask handed over has {len(known)} entries, expected S*N = {S}*{N}")
     table = np.zeros((S * N, 3), dtype=np.int64)
     real: list[Tensor] = []
     offset = 0
@@ -313,7 +320,7 @@ def _response_grid(responses: list[list[Tensor]]) -> tuple[int, list[Tensor], np
             if t.dim() != 2:
                 raise ValueError(f"responses[{s}][{n}] has shape {tuple(t.shape)}, expected (R, T) "
                                  "or the (1, 1) NaN sentinel")
-            if t.numel() == 1 and is_sentinel(t):
+            if (not known[i]) if known is not None else (t.numel() == 1 and is_sentinel(t)):
                 table[i] = (0, _SENTINEL_R, 0)
             else:
                 R, T = t.shape
@@ -355,7 +362,7 @@ def _write(path: Path, payload: Payload) -> None:
     if len(stims) != len(responses):
         raise ValueError(f"build() returned {len(stims)} stims but {len(responses)} response rows")
     S = len(stims)
-    N, real, resp_table = _response_grid(responses)
+    N, real, resp_table = _response_grid(responses, payload.mask)
     stim_dtype = _common_dtype(stims, "stims") or torch.float32
     resp_dtype = _common_dtype(real, "responses") or torch.float32
     stim_sz = torch.empty((), dtype=stim_dtype).element_size()
@@ -406,10 +413,7 @@ def _write(path: Path, payload: Payload) -> None:
             raise CacheError(f"{path}: response bytes written do not match the response shapes")
         total = pos
 
-    body = np.memmap(path, dtype="<u8", mode="r", offset=_HEADER_SIZE, shape=((total - _HEADER_SIZE) // 8,)) \
-        if total > _HEADER_SIZE else np.zeros(0, dtype="<u8")
-    checksum = int(np.add.reduce(body, dtype=np.uint64))
-    del body
+    checksum = _body_checksum(path, total)
     fields = [_MAGIC, LAYOUT_VERSION, _HEADER_SIZE, total, checksum, S, N]
     for name in _SECTIONS:
         fields.extend(sections[name])
@@ -417,6 +421,25 @@ def _write(path: Path, payload: Payload) -> None:
     head += struct.pack("<I", zlib.crc32(head))
     with open(path, "r+b") as fh:
         fh.write(head.ljust(_HEADER_SIZE, b"\0"))
+
+
+def _body_checksum(path: Path, total: int, chunk_bytes: int = 1 << 24) -> int:
+    """Additive uint64 checksum of the body, read back in plain chunks.
+
+    Reading (rather than memory-mapping) keeps the freshly written file out of
+    this process's resident memory while the built tensors are still alive.
+    """
+    checksum = np.uint64(0)
+    with open(path, "rb") as fh:
+        fh.seek(_HEADER_SIZE)
+        remaining = total - _HEADER_SIZE
+        while remaining > 0:
+            block = fh.read(min(chunk_bytes, remaining))
+            if not block:
+                raise CacheError(f"{path}: file shorter than the {total} bytes just written")
+            remaining -= len(block)
+            checksum += np.add.reduce(np.frombuffer(block, dtype="<u8"), dtype=np.uint64)
+    return int(checksum)
 
 
 # --------------------------------------------------------------------------- reading
@@ -577,7 +600,7 @@ def _with_mask(payload: Payload) -> Payload:
     S = len(payload.stims)
     if len(payload.responses) != S:
         raise ValueError(f"build() returned {S} stims but {len(payload.responses)} response rows")
-    N, _, table = _response_grid(payload.responses)
+    N, _, table = _response_grid(payload.responses, payload.mask)
     payload.mask = _mask_from_table(table, S, N)
     return payload
 
