@@ -36,3 +36,22 @@ def test_demo_test_stims_have_every_neuron_with_repeats():
 def test_demo_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         DemoDataset(**kwargs)
+
+
+def test_demo_is_exported_by_the_audio_package():
+    from deepSTRF.datasets.audio import DemoDataset as exported
+
+    assert exported is DemoDataset
+
+
+def test_demo_neurons_are_reliable_enough_to_recover_their_strfs():
+    # tuned so that a ridge STRF recovers the truth (deepstrf demo): typical CCmax 0.7-0.9
+    ds = DemoDataset()
+    quality = ds.compute_neuron_quality()
+    ccmax, snr = quality["ccmax"], quality["snr"]
+    assert 0.75 <= float(ccmax.median()) <= 0.9
+    assert float(ccmax.min()) >= 0.6 and float(ccmax.max()) <= 0.95
+    assert 0.2 <= float(snr.median()) <= 1.0
+    assert ds.true_gain.min() >= 0.6 and ds.true_gain.max() <= 1.8
+    splits = [m["split"] for m in ds.stim_meta]
+    assert (splits.count("train"), splits.count("val"), splits.count("test")) == (34, 7, 7)

@@ -19,6 +19,21 @@ from .audio_dataset import AudioNeuralDataset
 
 __all__ = ["DemoDataset"]
 
+# Drive offset and gain (spikes per bin per unit of rectified drive) of the
+# simulated neurons, drawn uniformly per neuron. With the default stims these
+# give a per-trial Sahani-Linden SNR of about 0.2-1.0 and a split-half CCmax of
+# about 0.7-0.9 (the gain used to be 0.15-0.4: SNR ~0.1), so a ridge STRF fitted
+# on the train split recovers the true STRFs well (median correlation about
+# 0.95; see ``deepstrf demo``).
+_BIAS_RANGE = (0.2, 0.5)
+_GAIN_RANGE = (0.6, 1.8)
+
+
+def _uniform(generator: torch.Generator, n: int, bounds: tuple[float, float]) -> Tensor:
+    """``n`` float64 draws from the uniform distribution on ``bounds``."""
+    low, high = bounds
+    return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
+
 
 def _smooth_noise(generator: torch.Generator, shape: tuple[int, ...], width: int) -> Tensor:
     """White noise smoothed along the last axis by a box of ``width`` samples."""
@@ -66,7 +81,12 @@ class DemoDataset(AudioNeuralDataset):
     -----
     ``stim_meta[s]['split']`` is ``'train'`` (70 %), ``'val'`` (15 %) or
     ``'test'`` (15 %). The rate of neuron ``n`` in bin ``t`` is
-    ``gain_n * relu(bias_n + sum_{f, l} strf_n[f, l] * stim[f, t - l])``.
+    ``gain_n * relu(bias_n + sum_{f, l} strf_n[f, l] * stim[f, t - l])``
+    spikes per bin (Poisson counts). With the defaults the neurons are
+    reliable but noisy, like good cortical units: per-trial SNR about 0.2-1.0,
+    split-half CCmax about 0.7-0.9 (``compute_neuron_quality()``), so a ridge
+    STRF fitted on the train split recovers ``true_strfs`` with a median
+    correlation of about 0.95 (``deepstrf demo``).
     """
 
     def __init__(
@@ -96,8 +116,8 @@ class DemoDataset(AudioNeuralDataset):
         self.audio_fs = None
         self.hearing_range_hz = (200.0, 20000.0)
         self.true_strfs = self._make_strfs(gen, n_neurons, n_freqs, n_lags)
-        self.true_bias = 0.2 + 0.3 * torch.rand(n_neurons, generator=gen, dtype=torch.float64)
-        self.true_gain = 0.15 + 0.25 * torch.rand(n_neurons, generator=gen, dtype=torch.float64)
+        self.true_bias = _uniform(gen, n_neurons, _BIAS_RANGE)
+        self.true_gain = _uniform(gen, n_neurons, _GAIN_RANGE)
 
         splits = ["train"] * n_stims
         n_test = max(1, round(0.15 * n_stims))
