@@ -1,38 +1,54 @@
-"""Auditory datasets: the ``AudioNeuralDataset`` base class and every loader."""
+"""Auditory datasets: the ``AudioNeuralDataset`` base class and every loader.
+
+Loaders are imported on first use (PEP 562), so ``import deepSTRF.datasets``
+does not pay for scipy, h5py or pandas until a dataset that needs them is
+touched: ``from deepSTRF.datasets.audio import NS1Dataset`` imports only the
+NS1 module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from .audio_dataset import AudioNeuralDataset
-from .crcns_aa1 import CRCNSAA1Dataset, download_aa1
-from .crcns_aa2 import CRCNSAA2Dataset, download_aa2
-from .crcns_aa4 import AA4_ANIMAL_IDS, CRCNSAA4Dataset, download_aa4
-from .espejo import EspejoDataset, download_espejo, download_espejo_nat_waveforms
-from .le_2025 import Le2025Dataset, download_le_2025
-from .nat4 import NAT4Dataset, download_nat4
-from .ns1_drc import NS1Dataset, download_ns1
-from .wingert2026 import Wingert2026Dataset, download_wingert2026
-from .alice_eeg import AliceEEGDataset, download_alice_eeg
-from .demo import DemoDataset
 
-__all__ = [
-    "AudioNeuralDataset",
-    "DemoDataset",
-    "NS1Dataset",
-    "download_ns1",
-    "NAT4Dataset",
-    "download_nat4",
-    "CRCNSAA1Dataset",
-    "download_aa1",
-    "CRCNSAA2Dataset",
-    "download_aa2",
-    "CRCNSAA4Dataset",
-    "download_aa4",
-    "AA4_ANIMAL_IDS",
-    "EspejoDataset",
-    "download_espejo",
-    "download_espejo_nat_waveforms",
-    "Le2025Dataset",
-    "download_le_2025",
-    "Wingert2026Dataset",
-    "download_wingert2026",
-    "AliceEEGDataset",
-    "download_alice_eeg",
-]
+#: public name -> submodule that defines it
+_LAZY = {
+    "DemoDataset": "demo",
+    "NS1Dataset": "ns1_drc",
+    "download_ns1": "ns1_drc",
+    "NAT4Dataset": "nat4",
+    "download_nat4": "nat4",
+    "CRCNSAA1Dataset": "crcns_aa1",
+    "download_aa1": "crcns_aa1",
+    "CRCNSAA2Dataset": "crcns_aa2",
+    "download_aa2": "crcns_aa2",
+    "CRCNSAA4Dataset": "crcns_aa4",
+    "download_aa4": "crcns_aa4",
+    "AA4_ANIMAL_IDS": "crcns_aa4",
+    "EspejoDataset": "espejo",
+    "download_espejo": "espejo",
+    "download_espejo_nat_waveforms": "espejo",
+    "Le2025Dataset": "le_2025",
+    "download_le_2025": "le_2025",
+    "Wingert2026Dataset": "wingert2026",
+    "download_wingert2026": "wingert2026",
+    "AliceEEGDataset": "alice_eeg",
+    "download_alice_eeg": "alice_eeg",
+}
+
+__all__ = ["AudioNeuralDataset", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
