@@ -154,3 +154,11 @@ def test_sentinel_helpers_are_independent():
     pads[0].fill_(1.0)
     assert math.isnan(pads[1].item()) and is_sentinel(pads[2]) and not is_sentinel(pads[0])
     assert not is_sentinel(torch.tensor([[2.0]])) and is_sentinel(sentinel())
+
+
+def test_collate_mask_equals_isnan_even_with_nan_inside_real_responses():
+    ds = RaggedDataset([[2, 0, 3], [1, 4, 2]], durations=[5, 8], F=2)
+    ds.responses[1][1][2, 3] = math.nan
+    batch = neural_collate([ds[0], ds[1]])
+    assert torch.equal(batch["valid_mask"], ~torch.isnan(batch["responses"]))
+    assert not batch["valid_mask"][1, 1, 2, 3] and batch["valid_mask"][1, 1, 2, 2]

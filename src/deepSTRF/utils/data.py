@@ -145,38 +145,52 @@ def neural_collate(batch: Sequence[dict]) -> dict:
     stims = _pad_stims([item["stims"] for item in batch])
     all_responses = [item["responses"] for item in batch]
     n_max = max(len(r) for r in all_responses)
-    R_max = max((t.shape[0] for r in all_responses for t in r), default=1)
-    T_max = max((t.shape[-1] for r in all_responses for t in r), default=1)
+    shapes = [[(t.shape[0], t.shape[-1]) if t.dim() == 2 else (1, t.shape[-1]) for t in r] for r in all_responses]
+    R_max = max((rt[0] for r in shapes for rt in r), default=1)
+    T_max = max((rt[1] for r in shapes for rt in r), default=1)
     dtype = stims.dtype if stims.is_floating_point() else torch.float32
-    responses = torch.full((len(batch), n_max, R_max, T_max), math.nan, dtype=dtype, device=stims.device)
-    for b, (item, cells) in enumerate(zip(batch, all_responses)):
+    device = stims.device
+    B = len(batch)
+    responses = torch.full((B, n_max, R_max, T_max), math.nan, dtype=dtype, device=device)
+    valid = torch.zeros((B, n_max, R_max, T_max), dtype=torch.bool, device=device)
+    for b, (item, cells, cell_shapes) in enumerate(zip(batch, all_responses, shapes)):
         item_mask = item.get("valid_mask")
-        by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
-        for n, cell in enumerate(cells):
-            if item_mask is not None and not item_mask[n]:
-                continue  # a sentinel: the slab is already NaN there
-            by_shape[tuple(cell.shape)].append(n)
-        for shape, neurons in by_shape.items():
-            R, T = (shape[0], shape[-1]) if len(shape) == 2 else (1, shape[-1])
-            if len(neurons) == n_max:
-                responses[b, :, :R, :T] = torch.stack([cells[n].reshape(R, T) for n in neurons])
-            elif len(neurons) == 1:
-                responses[b, neurons[0], :R, :T] = cells[neurons[0]].reshape(R, T)
-            else:
-                index = torch.tensor(neurons, device=stims.device)
-                responses[b, index, :R, :T] = torch.stack([cells[n].reshape(R, T) for n in neurons]).to(
-                    device=stims.device, dtype=dtype
-                )
+        real = item_mask.tolist() if item_mask is not None else [True] * len(cells)
+        by_T: dict[int, list[int]] = defaultdict(list)
+        for n, is_real in enumerate(real):
+            if is_real:  # sentinels stay NaN
+                by_T[cell_shapes[n][1]].append(n)
+        slab = responses[b].view(n_max * R_max, T_max)
+        slab_valid = valid[b].view(n_max * R_max, T_max)
+        holds_nan = False
+        for T, neurons in by_T.items():
+            # one concatenation and one indexed write per (item, T), whatever the repeat counts
+            repeats = torch.tensor([cell_shapes[n][0] for n in neurons])
+            stacked = torch.cat([cells[n].reshape(cell_shapes[n]) for n in neurons]).to(device=device, dtype=dtype)
+            first_row = torch.tensor(neurons) * R_max
+            rows = (torch.repeat_interleave(first_row, repeats) + _ranks(repeats)).to(device)
+            slab[:, :T][rows] = stacked
+            slab_valid[:, :T][rows] = True
+            holds_nan = holds_nan or bool(torch.isnan(stacked).any())
+        if holds_nan:  # NaN inside a real response is not valid either
+            valid[b] &= ~torch.isnan(responses[b])
     out: dict[str, Any] = {
         "stims": stims,
         "responses": responses,
-        "valid_mask": ~torch.isnan(responses),
+        "valid_mask": valid,
         "stim_meta": [item["stim_meta"] for item in batch],
     }
     for key in batch[0]:
         if key not in out:
             out[key] = [item.get(key) for item in batch]
     return out
+
+
+def _ranks(repeats: Tensor) -> Tensor:
+    """``[0..R_0-1, 0..R_1-1, ...]`` for the repeat counts ``repeats``."""
+    total = int(repeats.sum())
+    starts = torch.repeat_interleave(torch.cumsum(repeats, 0) - repeats, repeats)
+    return torch.arange(total) - starts
 
 
 def fill_missing_data(tensors: Sequence[Tensor], dims: Sequence[int], value: float = 0.0) -> Tensor:
