@@ -24,6 +24,7 @@ between audio samples and response bins.
 from __future__ import annotations
 
 import math
+from math import gcd
 from functools import lru_cache
 
 import numpy as np
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "resample_polyphase",
     "COMPRESSIONS",
     "compress",
     "fit_length",
@@ -319,3 +321,30 @@ def hop_samples(audio_fs: int, dt_ms: float, what: str = "audio_fs") -> int:
         raise ValueError(f"{what}={audio_fs} Hz with dt_ms={dt_ms} gives {ratio:g} samples per bin; "
                          "waveform mode needs a whole number (e.g. dt_ms=1 or 2 at 16000/24000/32000 Hz)")
     return hop
+
+
+@lru_cache(maxsize=8)
+def _polyphase_lowpass(up: int, down: int) -> np.ndarray:
+    """The anti-aliasing filter ``scipy.signal.resample_poly`` designs (Kaiser, beta 5), built once per ratio."""
+    from scipy.signal import firwin
+
+    rate = max(up, down)
+    return firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0))
+
+
+def resample_polyphase(audio: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray:
+    """Band-limited polyphase resampling of a 1-D signal from ``fs_in`` to ``fs_out`` Hz.
+
+    Same result as ``scipy.signal.resample_poly`` with its default filter, whose
+    taps are designed once per rate ratio. Returns float32 (the input itself
+    when the rates are equal).
+    """
+    from scipy.signal import resample_poly
+
+    if fs_in == fs_out:
+        return audio
+    g = gcd(fs_in, fs_out)
+    up, down = fs_out // g, fs_in // g
+    return resample_poly(np.asarray(audio, dtype=np.float64), up, down, window=_polyphase_lowpass(up, down)).astype(
+        np.float32
+    )

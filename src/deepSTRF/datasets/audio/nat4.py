@@ -13,8 +13,6 @@ import re
 import tarfile
 import warnings
 import zlib
-from functools import lru_cache
-from math import gcd
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from tqdm import tqdm
 from .._cache import Payload
 from .._errors import DatasetFormatError, DatasetNotFoundError
 from .._storage import make_sentinels
+from ._spectrogram import resample_polyphase
 from .audio_dataset import AudioNeuralDataset
 
 __all__ = [
@@ -132,26 +131,6 @@ _SUFFIXES = (".resp.json", ".resp.csv", ".stim.csv", ".resp.epoch.csv", ".resp.h
 
 def _progress(iterable: Any, **kwargs: Any) -> Any:
     return tqdm(iterable, disable=None, leave=False, dynamic_ncols=True, **kwargs)
-
-
-@lru_cache(maxsize=8)
-def _lowpass_taps(up: int, down: int) -> np.ndarray:
-    """The anti-aliasing filter ``scipy.signal.resample_poly`` designs (Kaiser, beta 5), built once per ratio."""
-    from scipy.signal import firwin
-
-    rate = max(up, down)
-    return firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0))
-
-
-def _resample(audio: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray:
-    """Band-limited polyphase resampling of a 1-D float signal from ``fs_in`` to ``fs_out`` Hz."""
-    from scipy.signal import resample_poly
-
-    if fs_in == fs_out:
-        return audio
-    g = gcd(fs_in, fs_out)
-    up, down = fs_out // g, fs_in // g
-    return resample_poly(audio.astype(np.float64), up, down, window=_lowpass_taps(up, down)).astype(np.float32)
 
 
 def _parse_cell_id(cell_id: Any) -> dict:
@@ -758,7 +737,7 @@ class NAT4Dataset(AudioNeuralDataset):
             except (RuntimeError, sf.LibsndfileError) as exc:
                 raise DatasetFormatError(str(path), "audio", f"an unreadable file ({exc})", "a WAV file") from exc
             audio = audio.mean(axis=1)
-            audio = _resample(audio, int(fs), audio_fs)
+            audio = resample_polyphase(audio, int(fs), audio_fs)
             buf = np.zeros(T * hop, dtype=np.float32)
             k = max(0, min(buf.size - offset, audio.size))
             buf[offset:offset + k] = audio[:k]

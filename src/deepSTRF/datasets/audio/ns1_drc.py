@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from functools import lru_cache
-from math import gcd
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from tqdm import tqdm
 from .._cache import Payload
 from .._errors import ChecksumError, DatasetFormatError, DatasetNotFoundError
 from ._spikes import bin_trials_by_index
+from ._spectrogram import resample_polyphase
 from .audio_dataset import AudioNeuralDataset
 
 __all__ = [
@@ -115,26 +114,6 @@ _LAYOUT = f"""\
 <root>/{WAV_FOLDER}/<20 wav files>      waveform mode only"""
 _FIX = "deepSTRF.datasets.audio.ns1_drc.download_ns1({root!r}) or NS1Dataset({root!r}, download=True)"
 _META_FIELDS = ("path", "NrOfElectrodes", "ElectrodeNumber", "depth", "NoiseRatio", "singleT", "singleN")
-
-
-@lru_cache(maxsize=8)
-def _lowpass_taps(up: int, down: int) -> np.ndarray:
-    """The anti-aliasing filter ``scipy.signal.resample_poly`` designs (Kaiser, beta 5), built once per ratio."""
-    from scipy.signal import firwin
-
-    rate = max(up, down)
-    return firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0))
-
-
-def _resample(audio: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray:
-    """Band-limited polyphase resampling of a 1-D float signal from ``fs_in`` to ``fs_out`` Hz."""
-    from scipy.signal import resample_poly
-
-    if fs_in == fs_out:
-        return audio
-    g = gcd(fs_in, fs_out)
-    up, down = fs_out // g, fs_in // g
-    return resample_poly(audio.astype(np.float64), up, down, window=_lowpass_taps(up, down)).astype(np.float32)
 
 
 def _resolve_root(path: str | os.PathLike[str] | None) -> Path:
@@ -513,7 +492,7 @@ class NS1Dataset(AudioNeuralDataset):
         except (RuntimeError, sf.LibsndfileError) as exc:
             raise DatasetFormatError(str(path), "audio", f"an unreadable file ({exc})", "a WAV file") from exc
         audio = audio.mean(axis=1)
-        audio = _resample(audio, int(fs), audio_fs)
+        audio = resample_polyphase(audio, int(fs), audio_fs)
         length = N_BINS * (audio_fs * int(DT_MS) // 1000)
         out = np.zeros(length, dtype=np.float32)
         k = min(length, audio.shape[0])
