@@ -34,6 +34,11 @@ _LAZY = {
     "download_le_2025": "le_2025",
     "Wingert2026Dataset": "wingert2026",
     "download_wingert2026": "wingert2026",
+    "CRCNSAC1Dataset": "crcns_ac1",
+    "download_ac1": "crcns_ac1",
+    "WEHR_VALID_NEURONS": "crcns_ac1",
+    "WEHR_NEURONS_SPLIT_NATURAL": "crcns_ac1",
+    "RepeatGating": "crcns_ac1",
     "AliceEEGDataset": "alice_eeg",
     "download_alice_eeg": "alice_eeg",
 }
