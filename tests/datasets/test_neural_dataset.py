@@ -555,3 +555,16 @@ def test_load_or_build_hook_fills_storage_and_reuses_cache(tmp_path, monkeypatch
     Cached(3.0)
     Cached(3.0, cache=False)
     assert builds == [2.0, 3.0, 3.0]
+
+
+def test_preprocessing_a_concatenation_leaves_the_sources_untouched():
+    a = RaggedDataset([[2, 1], [1, 3]], seed=4)
+    b = RaggedDataset([[3], [2]], seed=5)
+    before = [t.clone() for row in a.responses + b.responses for t in row]
+    c = a + b
+    c.normalize_responses("zscore")
+    c.smooth_responses(21.0)
+    c.normalize_responses("max")
+    after = [t for row in a.responses + b.responses for t in row]
+    for x, y in zip(before, after):
+        torch.testing.assert_close(x, y, equal_nan=True)

@@ -37,6 +37,12 @@ truncated or corrupt file (wrong length, magic, version, CRC or checksum, or a
 table pointing outside the data) is reported with a :class:`CacheWarning` and
 rebuilt, never trusted.
 
+A loaded :class:`Payload` records its file (:class:`CacheSource`: path, inode,
+size, mtime, header checksum). A dataset pickled for another process
+(DataLoader worker) sends that record instead of the bytes while its tensors
+are unmodified views of the file; :func:`reopen` maps it again there, checking
+the identity and header but not re-reading the body.
+
 Writing goes to a temporary file in the cache folder, then ``os.replace``,
 under a ``filelock.FileLock`` on ``<file>.lock``: when several processes (DDP
 ranks, parallel jobs) ask for the same configuration at once, one builds and
@@ -85,6 +91,8 @@ __all__ = [
     "cache_path",
     "load_or_build",
     "clear_cache",
+    "CacheSource",
+    "reopen",
     "LAYOUT_VERSION",
 ]
 
@@ -110,6 +118,38 @@ class CacheWarning(UserWarning):
 
 class _CorruptCache(CacheError):
     """Internal: the file failed a structural or checksum test."""
+
+
+@dataclass(frozen=True)
+class CacheSource:
+    """Identity of a loaded cache file: enough for another process to map the same bytes.
+
+    Attributes
+    ----------
+    path : str
+        Absolute path of the cache file.
+    inode, size, mtime_ns : int
+        ``os.stat`` fields of the file when it was loaded.
+    checksum : int
+        The body checksum recorded in the file's header.
+    S, N : int
+        Grid size recorded in the header.
+
+    Notes
+    -----
+    Pickling a dataset whose tensors are still the unmodified views of its cache
+    file sends this record instead of the bytes; :func:`reopen` maps the file
+    again after checking that it is still the same file (same identity and
+    header), without re-reading the body.
+    """
+
+    path: str
+    inode: int
+    size: int
+    mtime_ns: int
+    checksum: int
+    S: int
+    N: int
 
 
 @dataclass
@@ -142,6 +182,11 @@ class Payload:
     nrn_meta: list[dict] = field(default_factory=list)
     attrs: dict = field(default_factory=dict)
     mask: Tensor | None = None
+    #: Set by the cache loader: the file the tensors are views of.
+    source: CacheSource | None = field(default=None, compare=False)
+    #: Set by the cache loader: the base tensors of ``stims``, the real responses
+    #: and the sentinels (their version counters reveal in-place edits).
+    bases: tuple | None = field(default=None, compare=False, repr=False)
 
     @property
     def nbytes(self) -> int:
@@ -452,9 +497,19 @@ def _dtype(name: Any) -> torch.dtype:
     return dt
 
 
-def _load(path: Path) -> Payload:
-    """Load a cache file; raise :class:`_CorruptCache` when it cannot be trusted."""
-    size = path.stat().st_size
+def _load(path: Path, expect: CacheSource | None = None, *, stims: bool = True, responses: bool = True) -> Payload:
+    """Load a cache file; raise :class:`_CorruptCache` when it cannot be trusted.
+
+    With ``expect`` (a re-open of a file this or another process already
+    verified), the file must have that identity and header checksum, and the
+    body is not checksummed again (which would read every page).
+    ``stims=False`` / ``responses=False`` skip making the views of that side
+    (its list is then empty).
+    """
+    st = path.stat()
+    size = st.st_size
+    if expect is not None and (st.st_ino, st.st_size, st.st_mtime_ns) != (expect.inode, expect.size, expect.mtime_ns):
+        raise _CorruptCache("the file changed since it was loaded (inode, size or mtime differ)")
     if size < _HEADER_SIZE:
         raise _CorruptCache(f"file is {size} bytes, shorter than its header")
     mm = np.memmap(path, dtype=np.uint8, mode="c")
@@ -472,7 +527,10 @@ def _load(path: Path) -> Payload:
         raise _CorruptCache(f"file is {size} bytes, its header says {total} (truncated?)")
     if (total - _HEADER_SIZE) % 8:
         raise _CorruptCache("body length is not a multiple of 8")
-    if int(np.add.reduce(mm[_HEADER_SIZE:].view("<u8"), dtype=np.uint64)) != checksum:
+    if expect is not None:
+        if (checksum, S, N) != (expect.checksum, expect.S, expect.N):
+            raise _CorruptCache("the file's header changed since it was loaded")
+    elif int(np.add.reduce(mm[_HEADER_SIZE:].view("<u8"), dtype=np.uint64)) != checksum:
         raise _CorruptCache("checksum mismatch (corrupt bytes)")
     sec = {name: fields[7 + 2 * i: 9 + 2 * i] for i, name in enumerate(_SECTIONS)}
     for name, (off, length) in sec.items():
@@ -496,28 +554,39 @@ def _load(path: Path) -> Payload:
     if stim_table.shape[0] != S or resp_table.shape[0] != S * N:
         raise _CorruptCache("table sizes disagree with the header")
 
-    buf = torch.from_numpy(mm)
-    stim_flat = _typed(buf, sec["stim_data"], stim_dtype)
-    resp_flat = _typed(buf, sec["resp_data"], resp_dtype)
+    storage = torch.from_numpy(mm).untyped_storage()
+    stim_flat = _typed(storage, sec["stim_data"], stim_dtype)
+    resp_flat = _typed(storage, sec["resp_data"], resp_dtype)
     # Creating S*N tensor objects would trigger full garbage-collector passes
     # over every object torch created: pause the collector meanwhile.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        stims = _stim_views(stim_flat, stim_table, stim_dims)
-        responses = _response_views(resp_flat, resp_table, S, N, resp_dtype)
+        stim_list = _stim_views(stim_flat, stim_table, stim_dims) if stims else []
+        if responses:
+            resp_grid, sentinel_base = _response_views(resp_flat, resp_table, S, N, resp_dtype)
+        else:
+            resp_grid, sentinel_base = [], None
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Payload(stims, responses, stim_meta, nrn_meta, attrs, _mask_from_table(resp_table, S, N))
+    source = CacheSource(str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, checksum, S, N)
+    return Payload(stim_list, resp_grid, stim_meta, nrn_meta, attrs, _mask_from_table(resp_table, S, N),
+                   source=source, bases=(stim_flat, resp_flat, sentinel_base))
 
 
-def _typed(buf: Tensor, section: tuple[int, int], dtype: torch.dtype) -> Tensor:
+def _typed(storage: torch.UntypedStorage, section: tuple[int, int], dtype: torch.dtype) -> Tensor:
+    """A 1-D tensor of ``dtype`` over one section of the map.
+
+    Not a view of a common base tensor: each side (stims, responses) gets its
+    own version counter, so an in-place edit of a stim does not mark the
+    responses as modified (see ``NeuralDataset.__getstate__``).
+    """
     off, length = section
     size = torch.empty((), dtype=dtype).element_size()
-    if length % size:
+    if length % size or off % size:
         raise _CorruptCache(f"data section of {length} bytes is not a whole number of {dtype} values")
-    return buf.narrow(0, off, length).view(dtype)
+    return torch.empty(0, dtype=dtype).set_(storage, off // size, (length // size,))
 
 
 def _stim_views(flat: Tensor, table: np.ndarray, dims: np.ndarray) -> list[Tensor]:
@@ -533,10 +602,13 @@ def _stim_views(flat: Tensor, table: np.ndarray, dims: np.ndarray) -> list[Tenso
     return out
 
 
-def _response_views(flat: Tensor, table: np.ndarray, S: int, N: int, dtype: torch.dtype) -> list[list[Tensor]]:
+def _response_views(
+    flat: Tensor, table: np.ndarray, S: int, N: int, dtype: torch.dtype
+) -> tuple[list[list[Tensor]], Tensor | None]:
+    """The response grid as views on ``flat``, and the buffer the sentinels are views of."""
     M = S * N
     if M == 0:
-        return [[] for _ in range(S)]
+        return [[] for _ in range(S)], None
     off, R, T = table[:, 0], table[:, 1], table[:, 2]
     real = R != _SENTINEL_R
     numel = np.where(real, R * T, 0)
@@ -562,13 +634,51 @@ def _response_views(flat: Tensor, table: np.ndarray, S: int, N: int, dtype: torc
     strided, base = flat.as_strided, flat.storage_offset()
     for i, o, r, t in zip(single.tolist(), (off[single] + base).tolist(), R[single].tolist(), T[single].tolist()):
         cells[i] = strided((r, t), (t, 1), o)
-    missing = np.flatnonzero(~real).tolist()
-    for i, sentinel in zip(missing, make_sentinels(len(missing), dtype=dtype)):
-        cells[i] = sentinel
-    return [cells[s * N:(s + 1) * N] for s in range(S)]
+    sentinel_base = None
+    missing = np.flatnonzero(~real)
+    if missing.size:
+        # one batched op; what remains is the cost of the tensor objects themselves
+        sentinels = make_sentinels(int(missing.size), dtype=dtype)
+        sentinel_base = sentinels[0]._base
+        for i, sentinel in zip(missing.tolist(), sentinels):
+            cells[i] = sentinel
+    return [cells[s * N:(s + 1) * N] for s in range(S)], sentinel_base
 
 
 # --------------------------------------------------------------------------- public entry points
+
+
+def reopen(source: CacheSource, *, stims: bool = True, responses: bool = True) -> Payload:
+    """Map a cache file again, e.g. in a DataLoader worker that received a pickled dataset.
+
+    Parameters
+    ----------
+    source : CacheSource
+        The record of the file as loaded by another process (or this one).
+
+    Returns
+    -------
+    Payload
+        Views on a fresh copy-on-write map of the file. The body checksum is
+        not recomputed: the file must still be the one that was verified
+        (same inode, size, mtime and header checksum). ``stims=False`` or
+        ``responses=False`` leave that side's list empty (not needed).
+
+    Raises
+    ------
+    CacheError
+        The file is gone or was replaced since ``source`` was recorded (e.g.
+        :func:`clear_cache` ran, or the cache was rebuilt).
+    """
+    path = Path(source.path)
+    try:
+        return _load(path, expect=source, stims=stims, responses=responses)
+    except (_CorruptCache, OSError, ValueError) as exc:
+        raise CacheError(
+            f"cannot re-open the processed-data cache {path} for a dataset sent to this process ({exc}). "
+            "The file was removed or rebuilt after the dataset was loaded; do not clear the cache while "
+            "DataLoader workers or other processes use it, or load the dataset again."
+        ) from exc
 
 
 def _try_load(path: Path) -> Payload | None:

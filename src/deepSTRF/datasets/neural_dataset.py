@@ -107,6 +107,7 @@ class NeuralDataset(Dataset):
         self._S_sel: list[int] | None = None
         self._mask_cache: Tensor | None = None
         self._view_cache: tuple | None = None
+        self._cache_origin: _CacheOrigin | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -130,14 +131,37 @@ class NeuralDataset(Dataset):
         self._S_sel = None if value is None else list(value)
         self._view_cache = None
 
+    # -------------------------------------------------------------- pickling
     def __getstate__(self) -> dict:
+        """State for ``pickle`` (DataLoader workers, ``torch.multiprocessing``, ``copy.deepcopy``).
+
+        The tensors never travel as ``S x N`` tensor objects. A side (stims,
+        responses) that is still the unmodified set of views of the processed
+        cache file it was loaded from is sent as a reference to that file (path,
+        identity, header checksum), and the receiving process maps the file
+        again; any other side is sent flat (one value buffer per dtype plus
+        shape tables, :class:`~deepSTRF.datasets._storage.FlatTensors`). The
+        selection, the mask, the normalisation records and the metadata travel
+        as they are.
+        """
         state = self.__dict__.copy()
-        state["_view_cache"] = None
-        # Views on a shared buffer (cache memory map, per-stim stacks) would each
-        # pickle the whole buffer: send compact copies instead.
-        state["stims"] = [_compact(t) for t in self.stims]
-        state["responses"] = [[_compact(t) for t in row] for row in self.responses]
+        for key in ("stims", "responses", "_view_cache", "_mask_cache", "_cache_origin"):
+            state.pop(key, None)
+        packed = _pack_storage(self)
+        state["_packed"] = packed
+        _keep_alive_while_spawning(packed)
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        packed = state.pop("_packed", None)
+        self.__dict__.update(state)
+        self._view_cache = None
+        self._cache_origin = None
+        if packed is None:  # a state without packed storage: tensors are in it as lists
+            self.__dict__.setdefault("_mask_cache", None)
+            return
+        _unpack_storage(self, packed)
 
     # -------------------------------------------------------------- accessors
     def get_S(self) -> int:
@@ -181,16 +205,27 @@ class NeuralDataset(Dataset):
         S, N = len(self.responses), self.N_neurons
         if S == 0:
             return torch.zeros((0, N), dtype=torch.bool)
-        sizes = torch.tensor([[t.numel() for t in row] for row in self.responses], dtype=torch.int64)
-        if sizes.dim() != 2 or sizes.shape[1] != N:
+        numel = Tensor.numel
+        sizes = [list(map(numel, row)) for row in self.responses]
+        if any(len(row) != N for row in sizes):
             raise DatasetFormatError(
                 f"{type(self).__name__}.responses", "row lengths", f"rows of unequal length or != N_neurons={N}",
                 "every responses[s] to hold N_neurons tensors",
             )
-        mask = sizes != 1
-        for s, n in (~mask).nonzero().tolist():
-            t = self.responses[s][n]
-            mask[s, n] = t.dim() != 2 or not math.isnan(float(t.reshape(-1)[0]))
+        mask = torch.tensor(sizes, dtype=torch.int64).reshape(S, N) != 1
+        singles = (~mask).nonzero()
+        if len(singles):
+            pairs = singles.tolist()
+            cells = [self.responses[s][n] for s, n in pairs]
+            try:
+                values = torch.cat(cells)  # succeeds as (k, 1) only if every cell is (1, 1)
+            except (RuntimeError, TypeError):
+                values = None
+            if values is not None and values.dim() == 2:
+                mask[singles[:, 0], singles[:, 1]] = ~torch.isnan(values[:, 0])
+            else:
+                for (s, n), t in zip(pairs, cells):
+                    mask[s, n] = t.dim() != 2 or not math.isnan(float(t.reshape(-1)[0]))
         return mask
 
     def _set_nrn_masks(self, mask: Tensor) -> None:
@@ -250,6 +285,7 @@ class NeuralDataset(Dataset):
         )
         self.stims = list(payload.stims)
         self.responses = [list(row) for row in payload.responses]
+        self._cache_origin = _CacheOrigin.of(payload)
         self.stim_meta = list(payload.stim_meta)
         self.nrn_meta = list(payload.nrn_meta)
         self.N_neurons = len(self.nrn_meta)
@@ -624,28 +660,50 @@ class NeuralDataset(Dataset):
         stats = self._stim_subset(stim_indices)  # a duplicated stim counts twice
         # Per-row count / mean / sum of squared deviations, merged per neuron with
         # the parallel-variance formula: one pass, stable, no per-element scatter.
+        # Each stim's responses are stacked once; the stacks are the new storage
+        # (transformed in place), so the data is copied exactly once.
         count = torch.zeros(N, dtype=torch.float64)
         total = torch.zeros(N, dtype=torch.float64)
         spread = torch.zeros(N, dtype=torch.float64)
         peak = torch.zeros(N, dtype=torch.float64)
         row_stats: list[tuple[Tensor, Tensor, Tensor]] = []
+        stacks: dict[int, tuple[Tensor, Tensor, list[int]]] = {}
+
+        def stack(s: int, neurons: list[int]) -> tuple[Tensor, Tensor, list[int]]:
+            if s not in stacks:
+                stacks[s] = (*self._stack_stim(s, neurons), neurons)
+            return stacks[s]
+
         for s, neurons in self._real_cells(stats):
             if not neurons:
                 continue
-            stacked, owner = self._stack_stim(s, neurons)
-            x = stacked.to(torch.float64)
-            valid = ~torch.isnan(x)
-            n_valid = valid.sum(dim=1).to(torch.float64)
-            x0 = torch.where(valid, x, torch.zeros((), dtype=x.dtype))
-            count.index_add_(0, owner, n_valid)
-            if method == "max":
-                peak.scatter_reduce_(0, owner, x0.abs().amax(dim=1), reduce="amax")
-            else:
+            x, owner, _ = stack(s, neurons)
+            if bool(torch.isnan(x).any()):
+                x64 = x.to(torch.float64)
+                valid = ~torch.isnan(x64)
+                n_valid = valid.sum(dim=1).to(torch.float64)
+                x0 = torch.where(valid, x64, torch.zeros((), dtype=x64.dtype))
                 row_sum = x0.sum(dim=1)
                 row_mean = row_sum / n_valid.clamp_min(1)
-                deviation = torch.where(valid, x - row_mean[:, None], torch.zeros((), dtype=x.dtype))
+                row_peak = x0.abs().amax(dim=1)
+                row_spread = torch.where(valid, x64 - row_mean[:, None], torch.zeros((), dtype=x64.dtype))
+                row_spread = (row_spread**2).sum(dim=1)
+            else:
+                n_valid = torch.full((x.shape[0],), float(x.shape[1]), dtype=torch.float64)
+                if method == "max":
+                    low, high = torch.aminmax(x, dim=1)
+                    row_peak = torch.maximum(low.abs(), high.abs()).to(torch.float64)
+                else:
+                    var, mean_ = torch.var_mean(x, dim=1, correction=0)
+                    row_mean = mean_.to(torch.float64)
+                    row_sum = row_mean * n_valid
+                    row_spread = var.to(torch.float64) * n_valid
+            count.index_add_(0, owner, n_valid)
+            if method == "max":
+                peak.scatter_reduce_(0, owner, row_peak, reduce="amax")
+            else:
                 total.index_add_(0, owner, row_sum)
-                spread.index_add_(0, owner, (deviation**2).sum(dim=1))
+                spread.index_add_(0, owner, row_spread)
                 row_stats.append((owner, n_valid, row_mean))
         enough = count >= 2
         offset = torch.zeros(N, dtype=torch.float64)
@@ -660,7 +718,19 @@ class NeuralDataset(Dataset):
             offset = torch.where(enough, mean, offset)
             scale = torch.where(enough, std.clamp_min(eps), scale)
         offset32, scale32 = offset.float(), scale.float()
-        self._map_real_cells(lambda x, nrn: (x - offset32[nrn].to(x.dtype)) / scale32[nrn].to(x.dtype))
+        for s, neurons in self._real_cells(range(self.get_S())):
+            if not neurons:
+                continue
+            x, owner, _ = stack(s, neurons)
+            stacks.pop(s, None)
+            if x.data_ptr() == self.responses[s][neurons[0]].data_ptr() and len(neurons) == 1:
+                x = x.clone()  # a single cell is not copied by the stacking
+            if method == "zscore":
+                x.sub_(offset32.to(x.dtype)[owner].unsqueeze(1))
+            x.div_(scale32.to(x.dtype)[owner].unsqueeze(1))
+            row = self.responses[s]
+            for n, piece in zip(neurons, torch.split(x, [row[n].shape[0] for n in neurons], dim=0)):
+                row[n] = piece
         record = {
             "method": method,
             "scale": scale32,
@@ -948,8 +1018,198 @@ class NeuralDataset(Dataset):
 
 
 
+# ---------------------------------------------------------------------- pickling helpers
+_PICKLE_FORMAT = 1
+
+
 def _compact(tensor: Tensor) -> Tensor:
     """``tensor`` itself if it owns exactly its storage, else a compact copy."""
     if tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size() and tensor.is_contiguous():
         return tensor
     return tensor.clone(memory_format=torch.contiguous_format)
+
+
+class _CacheOrigin:
+    """What a dataset loaded from the processed cache remembers about it.
+
+    The original tensor objects (to detect replaced tensors by identity) and
+    the version counters of the buffers they are views of (to detect in-place
+    edits: every view of a buffer shares its counter). Writes that bypass
+    autograd's counters (through ``tensor.numpy()``) are not detected.
+    """
+
+    __slots__ = ("source", "stims", "responses", "mask", "bases", "versions")
+
+    def __init__(self, source, stims, responses, mask, bases) -> None:
+        self.source = source
+        self.stims = stims  # list of the original stim tensors, or None if not from this file
+        self.responses = responses  # list of the original rows, or None
+        self.mask = mask
+        self.bases = bases
+        self.versions = tuple(None if b is None else b._version for b in bases)
+
+    @classmethod
+    def of(cls, payload: Any) -> _CacheOrigin | None:
+        source = getattr(payload, "source", None)
+        bases = getattr(payload, "bases", None)
+        if source is None or bases is None:
+            return None
+        return cls(source, payload.stims, payload.responses, payload.mask, bases)
+
+    def _edited(self, which: int) -> bool:
+        base = self.bases[which]
+        return base is not None and base._version != self.versions[which]
+
+    def file_unchanged(self) -> bool:
+        import os
+
+        try:
+            st = os.stat(self.source.path)
+        except OSError:
+            return False
+        return (st.st_ino, st.st_size, st.st_mtime_ns) == (self.source.inode, self.source.size, self.source.mtime_ns)
+
+    def same_stims(self, stims: list) -> bool:
+        orig = self.stims
+        return (
+            orig is not None
+            and not self._edited(0)
+            and len(stims) == len(orig)
+            and all(map(operator.is_, stims, orig))
+        )
+
+    def same_responses(self, responses: list) -> bool:
+        orig = self.responses
+        if orig is None or self._edited(1) or self._edited(2) or len(responses) != len(orig):
+            return False
+        return all(len(a) == len(b) and all(map(operator.is_, a, b)) for a, b in zip(responses, orig))
+
+
+def _pack_tensors(tensors: list) -> Any:
+    """Flat storage of ``tensors``; compact per-tensor copies if they cannot be flattened."""
+    from ._storage import FlatTensors
+
+    try:
+        return FlatTensors.pack(tensors)
+    except (RuntimeError, TypeError, AttributeError, ValueError):
+        # e.g. tensors on several devices, sparse tensors, non-tensors
+        return [_compact(t) if isinstance(t, Tensor) else t for t in tensors]
+
+
+def _unpack_tensors(packed: Any) -> list:
+    from ._storage import FlatTensors
+
+    return packed.unpack() if isinstance(packed, FlatTensors) else list(packed)
+
+
+def _pack_storage(ds: NeuralDataset) -> dict:
+    """The ``stims``/``responses``/mask part of a dataset's pickled state."""
+    import numpy as np
+
+    origin = getattr(ds, "_cache_origin", None)
+    stims_cached = resp_cached = False
+    if origin is not None and origin.file_unchanged():
+        stims_cached = origin.same_stims(ds.stims)
+        resp_cached = origin.same_responses(ds.responses)
+    packed: dict[str, Any] = {"format": _PICKLE_FORMAT, "source": None}
+    if stims_cached or resp_cached:
+        packed["source"] = origin.source
+    packed["stims"] = "cache" if stims_cached else _pack_tensors(ds.stims)
+    if resp_cached:
+        packed["responses"] = "cache"
+    else:
+        rows = ds.responses
+        packed["row_lengths"] = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        packed["responses"] = _pack_tensors([t for row in rows for t in row])
+    mask = ds.__dict__.get("_mask_cache")
+    if mask is None:
+        packed["mask"] = None
+    elif packed["source"] is not None and mask is origin.mask:
+        packed["mask"] = "cache"
+    else:
+        packed["mask"] = (tuple(mask.shape), np.packbits(mask.numpy().reshape(-1)))
+    return packed
+
+
+_SPAWN_KEEP_ALIVE: Any = None
+
+
+def _keep_alive_while_spawning(packed: dict) -> None:
+    """Keep the flat buffers alive as long as the child process being started.
+
+    ``torch.multiprocessing`` sends a tensor to a process started with
+    ``spawn``/``forkserver`` as a file descriptor of its shared-memory copy,
+    passed by number when the child starts, *after* pickling ended; a buffer
+    made only for pickling would be freed (its descriptor closed) by then. Tie
+    it to the ``Popen`` object of that child instead.
+    """
+    from multiprocessing.context import get_spawning_popen
+
+    popen = get_spawning_popen()
+    if popen is None:
+        return
+    global _SPAWN_KEEP_ALIVE
+    if _SPAWN_KEEP_ALIVE is None:
+        import weakref
+
+        _SPAWN_KEEP_ALIVE = weakref.WeakKeyDictionary()
+    try:
+        _SPAWN_KEEP_ALIVE.setdefault(popen, []).append(packed)
+    except TypeError:  # a Popen type without weak references: keep it on the object
+        popen.__dict__.setdefault("_deepstrf_keep_alive", []).append(packed)
+
+
+def _unpack_storage(ds: NeuralDataset, packed: dict) -> None:
+    import gc
+
+    import numpy as np
+
+    if packed.get("format") != _PICKLE_FORMAT:
+        raise ValueError(
+            f"this pickled {type(ds).__name__} uses storage format {packed.get('format')!r}; "
+            f"this deepSTRF reads format {_PICKLE_FORMAT}"
+        )
+    source = packed["source"]
+    stims_cached = packed["stims"] == "cache"
+    resp_cached = packed["responses"] == "cache"
+    # Creating many tensor objects would trigger full garbage-collector passes.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        payload = None
+        if source is not None:
+            from ._cache import reopen
+
+            payload = reopen(source, stims=stims_cached, responses=resp_cached)
+        ds.stims = list(payload.stims) if stims_cached else _unpack_tensors(packed["stims"])
+        if resp_cached:
+            ds.responses = [list(row) for row in payload.responses]
+        else:
+            cells = _unpack_tensors(packed["responses"])
+            lengths = packed["row_lengths"].tolist()
+            if lengths and min(lengths) == max(lengths):
+                n = lengths[0]
+                ds.responses = [cells[i:i + n] for i in range(0, n * len(lengths), n)] if n else [[] for _ in lengths]
+            else:
+                ends = np.cumsum(lengths).tolist()
+                ds.responses = [cells[e - k:e] for e, k in zip(ends, lengths)]
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    mask = packed["mask"]
+    if mask is None:
+        ds._mask_cache = None
+    elif isinstance(mask, str):
+        ds._mask_cache = payload.mask
+    else:
+        shape, bits = mask
+        count = math.prod(shape)
+        ds._mask_cache = torch.from_numpy(np.unpackbits(bits, count=count).astype(bool).reshape(shape))
+    if payload is not None:
+        ds._cache_origin = _CacheOrigin(
+            source,
+            payload.stims if stims_cached else None,
+            payload.responses if resp_cached else None,
+            payload.mask,
+            payload.bases,
+        )
