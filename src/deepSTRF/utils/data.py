@@ -152,7 +152,8 @@ def neural_collate(batch: Sequence[dict]) -> dict:
     device = stims.device
     B = len(batch)
     responses = torch.full((B, n_max, R_max, T_max), math.nan, dtype=dtype, device=device)
-    valid = torch.zeros((B, n_max, R_max, T_max), dtype=torch.bool, device=device)
+    extent = torch.zeros((2, B, n_max), dtype=torch.int64)  # (R, T) written per (item, neuron); 0 = nothing
+    nan_inside: list[bool] = []
     for b, (item, cells, cell_shapes) in enumerate(zip(batch, all_responses, shapes)):
         item_mask = item.get("valid_mask")
         real = item_mask.tolist() if item_mask is not None else [True] * len(cells)
@@ -161,17 +162,26 @@ def neural_collate(batch: Sequence[dict]) -> dict:
             if is_real:  # sentinels stay NaN
                 by_T[cell_shapes[n][1]].append(n)
         slab = responses[b].view(n_max * R_max, T_max)
-        slab_valid = valid[b].view(n_max * R_max, T_max)
         holds_nan = False
         for T, neurons in by_T.items():
             # one concatenation and one indexed write per (item, T), whatever the repeat counts
             repeats = torch.tensor([cell_shapes[n][0] for n in neurons])
-            stacked = torch.cat([cells[n].reshape(cell_shapes[n]) for n in neurons]).to(device=device, dtype=dtype)
+            parts = [cells[n] if cells[n].dim() == 2 else cells[n].reshape(cell_shapes[n]) for n in neurons]
+            stacked = torch.cat(parts).to(device=device, dtype=dtype)
             first_row = torch.tensor(neurons) * R_max
             rows = (torch.repeat_interleave(first_row, repeats) + _ranks(repeats)).to(device)
             slab[:, :T][rows] = stacked
-            slab_valid[:, :T][rows] = True
-            holds_nan = holds_nan or bool(torch.isnan(stacked).any())
+            index = torch.tensor(neurons)
+            extent[0, b, index] = repeats
+            extent[1, b, index] = T
+            holds_nan = holds_nan or bool(stacked.sum().isnan())
+        nan_inside.append(holds_nan)
+    # valid = inside the written (R, T) corner, built by broadcasting instead of B*N writes
+    extent = extent.to(device)
+    valid = (torch.arange(R_max, device=device).view(1, 1, R_max, 1) < extent[0, :, :, None, None]) & (
+        torch.arange(T_max, device=device).view(1, 1, 1, T_max) < extent[1, :, :, None, None]
+    )
+    for b, holds_nan in enumerate(nan_inside):
         if holds_nan:  # NaN inside a real response is not valid either
             valid[b] &= ~torch.isnan(responses[b])
     out: dict[str, Any] = {
