@@ -24,6 +24,7 @@ between audio samples and response bins.
 from __future__ import annotations
 
 import math
+import os
 from math import gcd
 from functools import lru_cache
 
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "read_wav_mono",
     "resample_polyphase",
     "COMPRESSIONS",
     "compress",
@@ -348,3 +350,22 @@ def resample_polyphase(audio: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray
     return resample_poly(np.asarray(audio, dtype=np.float64), up, down, window=_polyphase_lowpass(up, down)).astype(
         np.float32
     )
+
+
+def read_wav_mono(path: str | os.PathLike[str], audio_fs: int) -> np.ndarray:
+    """Read a sound file as mono float32 at ``audio_fs`` Hz (channels averaged, polyphase resampled).
+
+    Raises
+    ------
+    DatasetFormatError
+        If the file cannot be decoded, naming it.
+    """
+    import soundfile as sf
+
+    from .._errors import DatasetFormatError
+
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as exc:  # type: ignore[attr-defined]
+        raise DatasetFormatError(str(path), "audio", f"an unreadable sound file ({exc})", "a WAV file") from None
+    return resample_polyphase(data.mean(axis=1), int(rate), int(audio_fs))

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from .._cache import Payload
 from .._errors import DatasetFormatError, DatasetNotFoundError
 from .._storage import make_sentinels
+from ._spectrogram import resample_polyphase
 from .audio_dataset import AudioNeuralDataset
 
 __all__ = ["AliceEEGDataset", "download_alice_eeg"]
@@ -101,15 +102,6 @@ def _heeris_spectrogram(wave: np.ndarray, sr: int, dt_ms: float, window_ms: floa
 
     gram = gammatone_spectrogram(np.asarray(wave, dtype=np.float64), float(sr), n_bands, fmin, fmax, window_ms, dt_ms)
     return np.log(gram + 1e-8).astype(np.float32)
-
-
-def _resample_audio(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target:
-        return wave
-    from scipy.signal import resample_poly
-
-    g = math.gcd(int(rate), int(target))
-    return resample_poly(wave, target // g, rate // g).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- discovery
@@ -489,7 +481,7 @@ class AliceEEGDataset(AudioNeuralDataset):
             if self.return_waveform:
                 fs = int(self.audio_fs)  # type: ignore[arg-type]
                 hop_a = int(round(fs * dt / 1000.0))
-                audio = _resample_audio(wave, int(sr), fs)[: T * hop_a]
+                audio = resample_polyphase(wave, int(sr), fs)[: T * hop_a]
                 buf = torch.zeros((1, T * hop_a), dtype=torch.float32)
                 buf[0, : audio.size] = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
                 stims.append(buf)

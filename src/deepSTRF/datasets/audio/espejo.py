@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import re
 import tarfile
@@ -32,6 +31,7 @@ from .._cache import Payload
 from .._errors import DatasetFormatError, DatasetNotFoundError, DownloadError
 from .._storage import make_sentinels
 from ._spikes import bin_trials_by_index
+from ._spectrogram import read_wav_mono
 from .audio_dataset import AudioNeuralDataset
 
 __all__ = ["EspejoDataset", "download_espejo", "download_espejo_nat_waveforms"]
@@ -266,22 +266,6 @@ def _parse_cell_id(cell: str, experiment_set: str) -> dict:
     site, channel, unit = match.groups()
     return {"cell_id": cell, "experiment_set": experiment_set, "site": site,
             "animal_id": re.match(r"[A-Za-z]+", site).group(0), "channel": channel, "unit": unit}
-
-
-def _read_wav(path: Path, audio_fs: int) -> np.ndarray:
-    """Mono float32 waveform of ``path`` at ``audio_fs`` Hz."""
-    import soundfile as sf
-    from scipy.signal import resample_poly
-
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as exc:
-        raise DatasetFormatError(str(path), "audio", f"an unreadable file ({exc})", "a wav file") from None
-    mono = data.mean(axis=1)
-    if rate != audio_fs:
-        g = math.gcd(int(rate), int(audio_fs))
-        mono = resample_poly(mono, audio_fs // g, int(rate) // g).astype(np.float32)
-    return mono
 
 
 # --------------------------------------------------------------------------- the dataset
@@ -565,7 +549,7 @@ class EspejoDataset(AudioNeuralDataset):
     @staticmethod
     def _waveform(path: Path, T: int, audio_fs: int, hop: int) -> Tensor:
         """Waveform of one stim on the response grid: zeros, the sound from 0.5 s, cut at ``T * hop``."""
-        wav = _read_wav(path, audio_fs)
+        wav = read_wav_mono(path, audio_fs)
         out = np.zeros(T * hop, dtype=np.float32)
         onset = round(PRESTIM_SILENCE_S * audio_fs)
         piece = wav[: max(0, out.shape[0] - onset)]

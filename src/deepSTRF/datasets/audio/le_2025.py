@@ -29,6 +29,7 @@ from .._errors import DatasetFormatError, DatasetNotFoundError
 from .._storage import make_sentinels
 from ._gammatone import frame_params, gammatone_spectrogram
 from ._spikes import bin_trials_by_index
+from ._spectrogram import resample_polyphase
 from .audio_dataset import AudioNeuralDataset
 
 __all__ = ["Le2025Dataset", "download_le_2025"]
@@ -507,11 +508,7 @@ class Le2025Dataset(AudioNeuralDataset):
 
     @staticmethod
     def _waveform(x: np.ndarray, rate: int, T: int, audio_fs: int, hop_a: int) -> Tensor:
-        from scipy.signal import resample_poly
-
-        if rate != audio_fs:
-            g = math.gcd(rate, audio_fs)
-            x = resample_poly(x, audio_fs // g, rate // g)
+        x = resample_polyphase(x, rate, audio_fs)
         out = np.zeros(T * hop_a, dtype=np.float32)
         n = min(out.size, x.size)
         out[:n] = x[:n]

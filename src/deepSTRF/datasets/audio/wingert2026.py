@@ -30,6 +30,7 @@ from .._cache import Payload
 from .._errors import DatasetFormatError, DatasetNotFoundError
 from .._storage import make_sentinels
 from ._spikes import bin_trials_by_index
+from ._spectrogram import read_wav_mono
 from .audio_dataset import AudioNeuralDataset
 
 __all__ = ["Wingert2026Dataset", "download_wingert2026", "parse_wingert_cell_id", "read_wingert_cell_list"]
@@ -421,22 +422,6 @@ def _minmax_scale(binned: Tensor, T_of_block: list[int], T_max: int, reps: list[
         binned.masked_fill_(binned < _ZERO_FLOOR, 0.0)
 
 
-def _load_wav(path: Path, audio_fs: int) -> np.ndarray:
-    import soundfile as sf
-
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as exc:  # type: ignore[attr-defined]
-        raise DatasetFormatError(str(path), "audio", f"unreadable sound file ({exc})", "a WAV file") from None
-    mono = data.mean(axis=1)
-    if rate != audio_fs:
-        from scipy.signal import resample_poly
-
-        g = math.gcd(int(rate), int(audio_fs))
-        mono = resample_poly(mono, audio_fs // g, int(rate) // g).astype(np.float32)
-    return mono
-
-
 def _log_offset_exponent(log_offset: float) -> float:
     """NEMS soft rule: the offset exponent grows 50 times slower beyond +-2."""
     if abs(log_offset) <= 2:
@@ -764,7 +749,7 @@ class Wingert2026Dataset(AudioNeuralDataset):
             for name, gram in zip(sess.names, sess.gtgrams):
                 key = name.removeprefix("STIM_").lower()
                 if key not in loaded:
-                    loaded[key] = _load_wav(by_name[key], fs)
+                    loaded[key] = read_wav_mono(by_name[key], fs)
                 wave = loaded[key]
                 buf = torch.zeros((1, gram.shape[1] * hop), dtype=torch.float32)
                 n = max(0, min(wave.size, buf.shape[1] - offset))
