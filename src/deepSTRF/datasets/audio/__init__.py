@@ -39,6 +39,8 @@ _LAZY = {
     "WEHR_VALID_NEURONS": "crcns_ac1",
     "WEHR_NEURONS_SPLIT_NATURAL": "crcns_ac1",
     "RepeatGating": "crcns_ac1",
+    "Downer2025Dataset": "downer2025",
+    "download_downer2025": "downer2025",
     "AliceEEGDataset": "alice_eeg",
     "download_alice_eeg": "alice_eeg",
 }
