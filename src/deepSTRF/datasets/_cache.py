@@ -474,7 +474,7 @@ def _body_checksum(path: Path, total: int, chunk_bytes: int = 1 << 24) -> int:
     Reading (rather than memory-mapping) keeps the freshly written file out of
     this process's resident memory while the built tensors are still alive.
     """
-    checksum = np.uint64(0)
+    checksum = 0
     with open(path, "rb") as fh:
         fh.seek(_HEADER_SIZE)
         remaining = total - _HEADER_SIZE
@@ -483,8 +483,8 @@ def _body_checksum(path: Path, total: int, chunk_bytes: int = 1 << 24) -> int:
             if not block:
                 raise CacheError(f"{path}: file shorter than the {total} bytes just written")
             remaining -= len(block)
-            checksum += np.add.reduce(np.frombuffer(block, dtype="<u8"), dtype=np.uint64)
-    return int(checksum)
+            checksum = (checksum + int(np.add.reduce(np.frombuffer(block, dtype="<u8"), dtype=np.uint64))) % (1 << 64)
+    return checksum
 
 
 # --------------------------------------------------------------------------- reading
