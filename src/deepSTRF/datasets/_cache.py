@@ -58,6 +58,7 @@ dict keys become strings, NaN and infinities are kept. Other types raise
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import hashlib
 import json
@@ -66,6 +67,7 @@ import math
 import os
 import re
 import struct
+import sys
 import tempfile
 import warnings
 import zlib
@@ -715,6 +717,21 @@ def _with_mask(payload: Payload) -> Payload:
     return payload
 
 
+def _release_freed_memory() -> None:
+    """Hand the memory of the just-freed build back to the OS before mapping the cache.
+
+    A build leaves thousands of small freed allocations in the C heap; without
+    a trim they stay resident and add to the mapped file's pages (peak ~2.4x
+    the tensor bytes on Downer 2025). Best effort: glibc only, silent elsewhere.
+    """
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
 def load_or_build(
     dataset_name: str,
     cls_qualname: str,
@@ -809,6 +826,7 @@ def load_or_build(
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
         del payload
+        _release_freed_memory()
         try:
             return _load(path)
         except _CorruptCache as exc:  # pragma: no cover - would mean the writer is broken
