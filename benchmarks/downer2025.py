@@ -24,25 +24,20 @@ growth against the final tensors' bytes (target: no step above ~2x).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "benchmarks")]
+
+from _loader_bench import measure  # noqa: E402
+
+TARGET = "deepSTRF.datasets.audio.downer2025:Downer2025Dataset"
 
 FS, N_SENT, TEST_IDS, N_TEST = 16000, 499, (12, 13, 32, 43, 56, 163, 212, 218, 287, 308), 11
-
-
-def peak_rss() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def make_raw(root: Path, sessions: int, channels: int, seed: int = 0) -> None:
@@ -82,34 +77,6 @@ def make_raw(root: Path, sessions: int, channels: int, seed: int = 0) -> None:
             savemat(folder / f"c_{sid}_Ch{token}_MUspk.mat", {"spike": {"spktimes": spikes}, "trial": trial})
 
 
-def worker(root: str, kwargs: dict) -> None:
-    from deepSTRF.datasets.audio.downer2025 import Downer2025Dataset
-
-    base = peak_rss()
-    t0 = time.perf_counter()
-    ds = Downer2025Dataset(root, **kwargs)
-    elapsed = time.perf_counter() - t0
-    nbytes = sum(t.numel() * t.element_size() for t in ds.stims)
-    total = 0.0
-    for s, row in enumerate(ds.responses):
-        for n in ds.nrn_masks[s].nonzero().flatten().tolist():
-            nbytes += row[n].numel() * row[n].element_size()
-            total += float(row[n].sum())
-    total += sum(float(t.sum()) for t in ds.stims)
-    print(json.dumps({"seconds": elapsed, "rss": peak_rss() - base, "bytes": nbytes,
-                      "N": ds.N_neurons, "S": ds.get_S(), "check": total}))
-
-
-def measure(root: Path, cache: Path, kwargs: dict, clear: bool, threads: int = 1) -> dict:
-    env = dict(os.environ, DEEPSTRF_CACHE=str(cache), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    if clear:
-        for f in cache.glob("*"):
-            f.unlink()
-    out = subprocess.run([sys.executable, __file__, "--worker", str(root), json.dumps(kwargs)],
-                         env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--sessions", type=int, default=2)
@@ -117,11 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="folder for the raw layout (reused when present)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        worker(args.worker[0], json.loads(args.worker[1]))
-        return 0
     tmp = Path(tempfile.mkdtemp(prefix="downer-bench-"))
     root = args.keep or tmp / "auditory_cortex_data"
     if not (root / "sessions_metadata.yml").exists():
@@ -132,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{time.perf_counter() - t0:.1f} s under {root}")
     cache = tmp / "cache"
     cache.mkdir(exist_ok=True)
-    builds = [measure(root, cache, {}, True, args.threads) for _ in range(args.repeat)]
-    reloads = [measure(root, cache, {}, False, args.threads) for _ in range(args.repeat)]
+    builds = [measure(TARGET, root, cache, {}, True, args.threads) for _ in range(args.repeat)]
+    reloads = [measure(TARGET, root, cache, {}, False, args.threads) for _ in range(args.repeat)]
     ok = all(abs(x["check"] - builds[0]["check"]) <= 1e-6 * abs(builds[0]["check"]) for x in reloads)
     if not ok:
         print("  WARNING: reload differs from build")
