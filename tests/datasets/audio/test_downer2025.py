@@ -16,6 +16,7 @@ from fixtures.downer2025 import (
     N_TEST_MVOC,
     NAMES,
     SPEECH_SAMPLES,
+    VECTOR_TRIAL_SESSIONS,
     TONES_HZ,
     WAV_FS,
     build_downer,
@@ -98,6 +99,30 @@ def test_spike_counts_match_fixture(fixture_root, dt):
                 continue
             expected = expected_counts(truth, cell, meta["stim_id"], dt, T)
             np.testing.assert_array_equal(ds.responses[s][n].numpy(), expected)
+
+
+def test_both_trial_struct_layouts_are_read(fixture_root, tmp_path):
+    from scipy.io import loadmat
+
+    root, truth = fixture_root
+    data = root / "auditory_cortex_data"
+    vector = loadmat(data / "sessions" / "200213" / "f_200213_Ch5_MUspk.mat")["trial"]
+    array = loadmat(data / "sessions" / "191125" / "c_191125_Ch2p_MUspk.mat")["trial"]
+    assert "200213" in VECTOR_TRIAL_SESSIONS and vector.shape == (1, 1) and vector["stimon"][0, 0].size > 1
+    assert array.shape == (1, len(truth.trials["191125"])) and array["stimon"][0, 0].size == 1
+    ds = Downer2025Dataset(root, smooth=False, cache=False)
+    n = [m["cell_id"] for m in ds.nrn_meta].index("f_200213_Ch5")
+    reps = {m["stim_id"]: ds.responses[s][n].shape[0] for s, m in enumerate(ds.stim_meta)}
+    assert reps == {c: sum(t[0] == c for t in truth.trials["200213"]) for c in reps}
+    # a vector layout whose code vector is shorter than stimon names the field
+    bad = tmp_path / "auditory_cortex_data"
+    build_downer(bad)
+    first = bad / "sessions" / "180413" / "b_180413_Ch10_MUspk.mat"
+    savemat(first, {"spike": {"spktimes": np.zeros((1, 1))},
+                    "trial": {"stimon": np.arange(4.0)[None], "timitStimcode": np.ones((1, 3))}})
+    with pytest.raises(DatasetFormatError) as err:
+        Downer2025Dataset(bad, cache=False)
+    assert err.value.field == "trial.timitStimcode" and first.name in err.value.path
 
 
 def test_smoothing_is_unit_gain(fixture_root, ds_raw):

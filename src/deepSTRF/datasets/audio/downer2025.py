@@ -253,20 +253,23 @@ def _read_mvocs(codes_path: Path, wav_path: Path) -> list[_Sentence]:
         raise DatasetFormatError(str(codes_path), "mVocsStimOnTimes", f"{onsets.size} values (increasing: "
                                  f"{bool(np.all(np.diff(onsets) > 0))})", f"{codes.size} increasing onset times (s)")
     codes = codes.astype(np.int64)
-    try:
-        wav, rate = sf.read(str(wav_path), dtype="float32", always_2d=True)
+    out = []
+    try:  # one snippet per vocalisation is read, never the whole ~28-min WAV
+        with sf.SoundFile(str(wav_path)) as wav:
+            rate, frames = wav.samplerate, wav.frames
+            ends = np.append(onsets[1:], frames / rate)
+            lengths = ends - onsets
+            for vid in np.unique(codes):
+                slots = np.flatnonzero(codes == vid)
+                dur = float(lengths[slots].min())
+                start = round(float(onsets[slots[0]]) * rate)
+                wav.seek(min(max(start, 0), frames))
+                audio = wav.read(max(round(dur * rate), 0), dtype="float32", always_2d=True).mean(
+                    axis=1, dtype=np.float32)
+                out.append(_Sentence(f"mvoc_{int(vid):03d}", int(vid), np.ascontiguousarray(audio), int(rate),
+                                     int(slots.size), dur))
     except (RuntimeError, sf.LibsndfileError) as exc:  # type: ignore[attr-defined]
         raise DatasetFormatError(str(wav_path), "audio", f"unreadable sound file ({exc})", "a WAV file") from None
-    ends = np.append(onsets[1:], wav.shape[0] / rate)
-    lengths = ends - onsets
-    out = []
-    for vid in np.unique(codes):
-        slots = np.flatnonzero(codes == vid)
-        dur = float(lengths[slots].min())
-        start = round(float(onsets[slots[0]]) * rate)
-        audio = wav[start:start + round(dur * rate)].mean(axis=1, dtype=np.float32)
-        out.append(_Sentence(f"mvoc_{int(vid):03d}", int(vid), np.ascontiguousarray(audio), int(rate),
-                             int(slots.size), dur))
     return out
 
 
@@ -292,9 +295,25 @@ def _read_trials(sess: _Session, code_field: str = "timitStimcode") -> None:
     """Trial onsets and stimulus codes of a session, from its first channel file (name order)."""
     path = sess.files[0]
     trial = _loadmat(path, ["trial"])["trial"]
-    sess.stimon = _scalars(_struct_field(trial, "stimon", path, "trial"), path, "trial.stimon")
-    codes = _scalars(_struct_field(trial, code_field, path, "trial"), path, f"trial.{code_field}")
+    sess.stimon = _trial_field(trial, "stimon", path)
+    codes = _trial_field(trial, code_field, path)
+    if codes.size != sess.stimon.size:
+        raise DatasetFormatError(str(path), f"trial.{code_field}", f"{codes.size} values",
+                                 f"one per trial ({sess.stimon.size} trial.stimon values)")
     sess.codes = codes.astype(np.int64)
+
+
+def _trial_field(trial: np.ndarray, name: str, path: Path) -> np.ndarray:
+    """Field ``name`` of a session's ``trial`` struct as one float64 value per trial.
+
+    Two MATLAB layouts hold the same table and both are accepted: a 1x1 struct
+    whose fields are 1 x n_trials vectors (what the published loader reads) and a
+    1 x n_trials struct array with one number per element and field.
+    """
+    values = _struct_field(trial, name, path, "trial")
+    if len(values) == 1 and values[0].dtype.kind in "biuf":
+        return values[0].astype(np.float64).reshape(-1)
+    return _scalars(values, path, f"trial.{name}")
 
 
 def _read_spikes(path: Path) -> np.ndarray:
