@@ -17,35 +17,31 @@ the other:
   computes the spectrograms, smooths, writes the cache and maps it back;
 - ``reload``: the constructor finds the cache file and maps it.
 
-Reported: median constructor wall time, the peak RSS of the process
-(``ru_maxrss``) minus its value right after the imports, and the bytes of
+Workers run ``--threads`` torch threads (default 1). Reported: median
+constructor wall time, the peak RSS of the process (``ru_maxrss`` after a pass
+over every tensor) minus its value right after the imports, and the bytes of
 the final tensors (stims + real responses). Targets: reload >= 20x faster
-than build; no step above ~2x the tensor bytes.
+than build; no step above ~2x the tensor bytes; every run's values identical.
+Exit status 1 when a target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import resource
-import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _loader_bench import prepare_raw, report, run_build_and_reload, verdict  # noqa: E402
+
+TARGET = "deepSTRF.datasets.audio.crcns_aa1:CRCNSAA1Dataset"
 
 
-def _rss() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def generate(root: Path, seed: int = 0) -> None:
+def make_raw(root: Path, seed: int = 0) -> None:
+    """aa-1 layout: 30 wavs, 100 cells with 10 trials of every stim of both classes (random spikes)."""
     import numpy as np
     import soundfile
 
@@ -77,66 +73,18 @@ def generate(root: Path, seed: int = 0) -> None:
                     (folder / f"spike{k + 1}").write_text("".join(lines))
 
 
-def worker(root: str) -> None:
-    import torch  # noqa: F401
-
-    from deepSTRF.datasets._storage import is_sentinel
-    from deepSTRF.datasets.audio.crcns_aa1 import CRCNSAA1Dataset
-
-    base = _rss()
-    t0 = time.perf_counter()
-    ds = CRCNSAA1Dataset(root)
-    elapsed = time.perf_counter() - t0
-    nbytes = sum(t.numel() * t.element_size() for t in ds.stims)
-    nbytes += sum(t.numel() * t.element_size() for row in ds.responses for t in row if not is_sentinel(t))
-    touch = float(sum(float(t.sum()) for row in ds.responses for t in row if not is_sentinel(t)))  # fault pages in
-    print(json.dumps({"seconds": elapsed, "peak": _rss() - base, "bytes": nbytes, "S": ds.get_S(),
-                      "N": ds.N_neurons, "check": touch}))
-
-
-def run(root: Path, cache: Path) -> dict:
-    env = dict(os.environ, DEEPSTRF_CACHE=str(cache), PYTHONPATH=str(SRC))
-    out = subprocess.run([sys.executable, __file__, "--worker", str(root)], env=env, check=True,
-                         capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, help="where to generate (kept); default: a temporary folder")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        worker(args.worker)
-        return 0
-    tmp = Path(tempfile.mkdtemp(prefix="aa1-bench-"))
-    root = args.root or tmp / "AA1"
-    try:
-        if not (root / "MLd_cells").is_dir():
-            t0 = time.perf_counter()
-            generate(root)
-            print(f"generated the aa-1 layout in {time.perf_counter() - t0:.1f} s under {root}")
-        cache = tmp / "cache"
-        builds, reloads = [], []
-        for _ in range(args.repeat):
-            shutil.rmtree(cache, ignore_errors=True)
-            builds.append(run(root, cache))
-            reloads.append(run(root, cache))
-        b = statistics.median(r["seconds"] for r in builds)
-        r = statistics.median(r["seconds"] for r in reloads)
-        nbytes = builds[0]["bytes"]
-        print(f"S={builds[0]['S']} N={builds[0]['N']} tensors={nbytes / 2**20:.1f} MiB")
-        print(f"{'name':10s} {'seconds':>8s} {'peak MiB':>9s} {'peak/bytes':>10s}")
-        for name, rows, t in (("build", builds, b), ("reload", reloads, r)):
-            peak = max(x["peak"] for x in rows)
-            print(f"{name:10s} {t:8.3f} {peak / 2**20:9.1f} {peak / nbytes:10.2f}")
-        print(f"ratio build/reload = {b / r:.1f}x (target >= 20x)")
-        ok = b / r >= 20 and max(x["peak"] for x in builds + reloads) <= 2.2 * nbytes
-        assert all(x["check"] == builds[0]["check"] for x in builds + reloads), "reload differs from build"
-        return 0 if ok else 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch/OpenMP threads per worker (1: robust timings on a shared machine)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="aa1-bench-") as tmp:
+        root = args.root or Path(tmp) / "AA1"
+        prepare_raw(root, "MLd_cells", make_raw, "the aa-1 layout")
+        result = run_build_and_reload(TARGET, root, Path(tmp) / "cache", {}, args.repeat, args.threads)
+    return verdict(report("CRCNS aa-1", result, rtol=0.0))
 
 
 if __name__ == "__main__":

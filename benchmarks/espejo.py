@@ -10,14 +10,16 @@ Usage::
 A synthetic copy of the NAT release at the real size (stated in
 ``shared/datasets/espejo.md`` §8: 35 sites, ~540 cells, ~686 stim labels,
 F = 18, T = 400, ~3 stims per site at 10-30 repeats, the rest 1-5) is written
-once; then, each in a fresh subprocess:
+once; then, each in a fresh subprocess (``--repeat`` of each, default 1;
+``--threads`` torch threads, default 1):
 
 - ``build``: empty cache, ``EspejoDataset(root)`` parses every archive and writes the cache;
 - ``reload``: same call, served from the cache.
 
-Prints both times, their ratio, and each process's peak RSS (``ru_maxrss``,
-minus the RSS after imports) next to the bytes of the final tensors. Targets:
-reload >= 20x faster than build; no step above ~2x the tensor bytes.
+Prints both (median) times, their ratio, and each process's peak RSS
+(``ru_maxrss`` after a pass over every tensor, minus the peak after imports)
+next to the bytes of the final tensors. Targets: reload >= 20x faster than
+build; no step above ~2x the tensor bytes. Exit status 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -25,23 +27,22 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import resource
-import subprocess
 import sys
 import tarfile
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _loader_bench import prepare_raw, report, run_build_and_reload, verdict  # noqa: E402
+
+TARGET = "deepSTRF.datasets.audio.espejo:EspejoDataset"
 
 
-def _rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-
-
-def generate(root: Path, n_sites: int, seed: int = 0) -> None:
+def make_raw(root: Path, n_sites: int, seed: int = 0) -> None:
+    """NAT-release layout with ``n_sites`` site archives (random spikes and spectrograms)."""
     import h5py
     import numpy as np
 
@@ -87,55 +88,20 @@ def generate(root: Path, n_sites: int, seed: int = 0) -> None:
                 tf.addfile(info, io.BytesIO(data))
 
 
-def worker(root: str) -> None:
-    sys.path.insert(0, str(SRC))
-    import torch  # noqa: F401
-
-    from deepSTRF.datasets.audio.espejo import EspejoDataset
-
-    base = _rss()
-    t0 = time.perf_counter()
-    ds = EspejoDataset(root)
-    elapsed = time.perf_counter() - t0
-    nbytes = sum(s.numel() * s.element_size() for s in ds.stims)
-    mask = ds.nrn_masks
-    for s, row in enumerate(ds.responses):
-        for n in mask[s].nonzero().flatten().tolist():
-            nbytes += row[n].numel() * row[n].element_size()
-            float(row[n].sum())  # touch every page
-    print(json.dumps({"seconds": elapsed, "peak": _rss() - base, "bytes": nbytes, "S": ds.get_S(),
-                      "N": ds.N_neurons}))
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sites", type=int, default=35)
     parser.add_argument("--keep", type=Path, default=None)
-    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        worker(args.worker)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch/OpenMP threads per worker (1: robust timings on a shared machine)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="espejo-bench-") as tmp:
         root = args.keep or Path(tmp) / "Espejo"
-        if not (root / "A1_natural_sounds").exists():
-            t0 = time.perf_counter()
-            generate(root, args.sites)
-            print(f"generated {args.sites} sites in {time.perf_counter() - t0:.1f} s")
-        env = dict(os.environ, DEEPSTRF_CACHE=str(Path(tmp) / "cache"))
-        out = {}
-        for step in ("build", "reload"):
-            proc = subprocess.run([sys.executable, __file__, "--worker", str(root)], env=env,
-                                  capture_output=True, text=True, check=True)
-            out[step] = json.loads(proc.stdout.strip().splitlines()[-1])
-        b, r = out["build"], out["reload"]
-        mb = 1 / 2**20
-        print(f"S={b['S']} N={b['N']} tensors {b['bytes'] * mb:.1f} MiB")
-        print(f"{'step':8s} {'seconds':>8s} {'peak MiB':>9s} {'peak/bytes':>10s}")
-        for step, res in out.items():
-            print(f"{step:8s} {res['seconds']:8.2f} {res['peak'] * mb:9.1f} {res['peak'] / res['bytes']:10.2f}")
-        print(f"reload speed-up: {b['seconds'] / r['seconds']:.1f}x (target >= 20x)")
+        prepare_raw(root, "A1_natural_sounds", partial(make_raw, n_sites=args.sites), f"{args.sites} sites")
+        result = run_build_and_reload(TARGET, root, Path(tmp) / "cache", {}, args.repeat, args.threads)
+    return verdict(report("Espejo", result))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,37 +9,40 @@ Usage::
 
 A synthetic copy of the nat8b experiment at the real size (``shared/datasets/le_2025.md``
 §8: 96 wavs of 0.84-1.2 s at 48 kHz, ~445 units, 10 trials per stim, F = 50,
-dt = 5 ms) is written once; then, each in a fresh subprocess, with the default
-constructor (gammatone spectrograms, smoothing, reliability):
+dt = 5 ms) is written once; then, each in a fresh subprocess (``--repeat`` of
+each, default 1; ``--threads`` torch threads, default 1), with the default
+constructor (gammatone spectrograms, smoothing, reliability) and its warnings
+silenced (the synthetic copy has no metadata CSVs):
 
 - ``build``: empty cache, every wav filtered and every pprox parsed, cache written;
 - ``reload``: same call, served from the cache.
 
-Prints both times, their ratio, and each process's peak RSS (``ru_maxrss``,
-minus the RSS after imports) next to the bytes of the final tensors. Targets:
-reload >= 20x faster than build; no step above ~2x the tensor bytes.
+Prints both (median) times, their ratio, and each process's peak RSS
+(``ru_maxrss`` after a pass over every tensor, minus the peak after imports)
+next to the bytes of the final tensors. Targets: reload >= 20x faster than
+build; no step above ~2x the tensor bytes. Exit status 1 when a target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
+import warnings
+from functools import partial
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _loader_bench import prepare_raw, report, run_build_and_reload, verdict  # noqa: E402
+
+TARGET = "deepSTRF.datasets.audio.le_2025:Le2025Dataset"
 
 
-def _rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-
-
-def generate(root: Path, n_units: int, seed: int = 0) -> None:
+def make_raw(root: Path, n_units: int, seed: int = 0) -> None:
+    """nat8b layout: 96 wavs and ``n_units`` pprox files of 10 trials per stim (random spikes)."""
     import numpy as np
     import soundfile as sf
 
@@ -69,59 +72,26 @@ def generate(root: Path, n_units: int, seed: int = 0) -> None:
         (folder / "nat8b-responses" / f"C{40 + u % 8}_1_{u // 8}_c{u}.pprox").write_text(json.dumps(doc))
 
 
-def worker(root: str) -> None:
-    import warnings
-
-    sys.path.insert(0, str(SRC))
-    import torch  # noqa: F401
-
-    from deepSTRF.datasets.audio.le_2025 import Le2025Dataset
-
-    base = _rss()
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # no metadata CSVs in the synthetic copy
-        ds = Le2025Dataset(root)
-    elapsed = time.perf_counter() - t0
-    nbytes = sum(s.numel() * s.element_size() for s in ds.stims)
-    mask = ds.nrn_masks
-    for s, row in enumerate(ds.responses):
-        for n in mask[s].nonzero().flatten().tolist():
-            nbytes += row[n].numel() * row[n].element_size()
-            float(row[n].sum())  # touch every page
-    print(json.dumps({"seconds": elapsed, "peak": _rss() - base, "bytes": nbytes, "S": ds.get_S(),
-                      "N": ds.N_neurons}))
+def silence_warnings() -> None:
+    """Worker setup hook: no warnings (the synthetic copy lacks the metadata CSVs the loader warns about)."""
+    warnings.simplefilter("ignore")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", type=int, default=445)
     parser.add_argument("--keep", type=Path, default=None)
-    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        worker(args.worker)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch/OpenMP threads per worker (1: robust timings on a shared machine)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="le2025-bench-") as tmp:
         root = args.keep or Path(tmp) / "Le_2025"
-        if not (root / "zebf-auditory-restoration-1").exists():
-            t0 = time.perf_counter()
-            generate(root, args.units)
-            print(f"generated {args.units} units in {time.perf_counter() - t0:.1f} s")
-        env = dict(os.environ, DEEPSTRF_CACHE=str(Path(tmp) / "cache"))
-        out = {}
-        for step in ("build", "reload"):
-            proc = subprocess.run([sys.executable, __file__, "--worker", str(root)], env=env,
-                                  capture_output=True, text=True, check=True)
-            out[step] = json.loads(proc.stdout.strip().splitlines()[-1])
-        b, r = out["build"], out["reload"]
-        mb = 1 / 2**20
-        print(f"S={b['S']} N={b['N']} tensors {b['bytes'] * mb:.1f} MiB")
-        print(f"{'step':8s} {'seconds':>8s} {'peak MiB':>9s} {'peak/bytes':>10s}")
-        for step, res in out.items():
-            print(f"{step:8s} {res['seconds']:8.2f} {res['peak'] * mb:9.1f} {res['peak'] / res['bytes']:10.2f}")
-        print(f"reload speed-up: {b['seconds'] / r['seconds']:.1f}x (target >= 20x)")
+        prepare_raw(root, "zebf-auditory-restoration-1", partial(make_raw, n_units=args.units), f"{args.units} units")
+        result = run_build_and_reload(TARGET, root, Path(tmp) / "cache", {}, args.repeat, args.threads,
+                                      setup="le_2025:silence_warnings")
+    return verdict(report("Le2025", result))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -21,13 +21,16 @@ import argparse
 import json
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
-from ns1 import measure, peak_rss, report  # noqa: E402  (shared protocol)
+from _loader_bench import prepare_raw, report, run_build_and_reload, verdict  # noqa: E402
+
+TARGET = "deepSTRF.datasets.audio.nat4:NAT4Dataset"
+CONFIGURATIONS = (("NAT4 A1 subset='all'", {}), ("NAT4 A1 subset='est'", {"subset": "est"}))
 
 N_EST, N_VAL, R_VAL, T, F, N_SITES = 575, 18, 20, 150, 18, 22
 
@@ -43,6 +46,7 @@ def _fast_csv(matrix, denominators: int = 20) -> bytes:
 
 
 def make_raw(root: Path, cells: int, seed: int = 0) -> None:
+    """A1-shaped NAT4 layout with ``cells`` cells (population archive and per-site archives)."""
     import numpy as np
 
     from fixtures.nat4 import _epoch_csv, _h5, _tar, _trial_rows
@@ -100,55 +104,23 @@ def make_raw(root: Path, cells: int, seed: int = 0) -> None:
             f"{name}/{name}.resp.epoch.csv": _epoch_csv(rows)})
 
 
-def worker(root: str, kwargs: dict) -> None:
-    import torch
-
-    from deepSTRF.datasets.audio.nat4 import NAT4Dataset
-
-    base = peak_rss()
-    t0 = time.perf_counter()
-    ds = NAT4Dataset(root, **kwargs)
-    elapsed = time.perf_counter() - t0
-    nbytes = sum(t.numel() * t.element_size() for t in ds.stims)
-    total = 0.0
-    mask = ds.nrn_masks
-    for s, row in enumerate(ds.responses):
-        for n, t in enumerate(row):
-            if mask[s, n]:
-                nbytes += t.numel() * t.element_size()
-        total += float(torch.nansum(torch.cat([t.reshape(-1) for t in row])))
-    print(json.dumps({"seconds": elapsed, "rss": peak_rss() - base, "bytes": nbytes,
-                      "N": ds.N_neurons, "S": ds.get_S(), "check": total}))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cells", type=int, default=106)
     parser.add_argument("--keep", type=Path, help="folder for the raw layout (reused when present)")
-    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch/OpenMP threads per worker (1: robust timings on a shared machine)")
     args = parser.parse_args(argv)
-    if args.worker:
-        worker(args.worker[0], json.loads(args.worker[1]))
-        return 0
-    tmp = Path(tempfile.mkdtemp(prefix="nat4-bench-"))
-    root = args.keep or tmp / "NAT4"
-    if not (root / "A1_pred_correlation.csv").exists():
-        t0 = time.perf_counter()
-        make_raw(root, args.cells)
-        print(f"generated the raw layout (N = {args.cells}) in {time.perf_counter() - t0:.1f} s under {root}")
     ok = True
-    for name, kwargs in (("NAT4 A1 subset='all'", {}), ("NAT4 A1 subset='est'", {"subset": "est"})):
-        cache = tmp / "cache"
-        cache.mkdir(exist_ok=True)
-        builds = [measure(Path(__file__), root, cache, kwargs, clear=True) for _ in range(args.repeat)]
-        reloads = [measure(Path(__file__), root, cache, kwargs, clear=False) for _ in range(args.repeat)]
-        if any(abs(x["check"] - builds[0]["check"]) > 1e-3 * abs(builds[0]["check"]) for x in reloads):
-            print("  WARNING: reload differs from build")
-            ok = False
-        ok &= report(name, builds, reloads)
-    print("targets met" if ok else "TARGET MISSED")
-    return 0 if ok else 1
+    with tempfile.TemporaryDirectory(prefix="nat4-bench-") as tmp:
+        root = args.keep or Path(tmp) / "NAT4"
+        prepare_raw(root, "A1_pred_correlation.csv", partial(make_raw, cells=args.cells),
+                    f"the raw layout of {args.cells} cells")
+        for label, kwargs in CONFIGURATIONS:
+            result = run_build_and_reload(TARGET, root, Path(tmp) / "cache", kwargs, args.repeat, args.threads)
+            ok &= report(label, result, rtol=1e-3)
+    return verdict(ok)
 
 
 if __name__ == "__main__":

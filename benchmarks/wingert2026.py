@@ -27,17 +27,16 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
 import sys
 import tarfile
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
-from _loader_bench import measure  # noqa: E402
+from _loader_bench import prepare_raw, report, run_build_and_reload, verdict  # noqa: E402
 
 TARGET = "deepSTRF.datasets.audio.wingert2026:Wingert2026Dataset"
 
@@ -96,32 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch/OpenMP threads per worker (1: robust timings on a shared machine)")
     args = parser.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="wingert-bench-"))
-    root = args.keep or tmp / "Wingert2026"
-    if not (root / "cell_list.csv").exists():
-        t0 = time.perf_counter()
-        make_raw(root, args.sessions)
-        size = sum(p.stat().st_size for p in (root / "recordings").glob("*.tgz"))
-        print(f"generated {args.sessions} sessions ({size / 2**20:.0f} MiB of archives) in "
-              f"{time.perf_counter() - t0:.1f} s under {root}")
-    cache = tmp / "cache"
-    cache.mkdir(exist_ok=True)
-    builds = [measure(TARGET, root, cache, {}, True, args.threads) for _ in range(args.repeat)]
-    reloads = [measure(TARGET, root, cache, {}, False, args.threads) for _ in range(args.repeat)]
-    ok = all(abs(x["check"] - builds[0]["check"]) <= 1e-6 * abs(builds[0]["check"]) for x in reloads)
-    if not ok:
-        print("  WARNING: reload differs from build")
-    b = statistics.median(r["seconds"] for r in builds)
-    r = statistics.median(x["seconds"] for x in reloads)
-    nbytes = builds[0]["bytes"]
-    b_mem = max(x["rss"] for x in builds) / nbytes
-    r_mem = max(x["rss"] for x in reloads) / nbytes
-    print(f"Wingert2026 S={builds[0]['S']} N={builds[0]['N']}: build {b:7.2f} s   reload {r:6.3f} s   "
-          f"ratio {b / r:6.1f}x   tensors {nbytes / 2**20:7.1f} MiB   peak build {b_mem:4.2f}x   "
-          f"peak reload {r_mem:4.2f}x")
-    ok &= b / r >= 20 and b_mem <= 2.2
-    print("targets met" if ok else "TARGET MISSED")
-    return 0 if ok else 1
+    with tempfile.TemporaryDirectory(prefix="wingert-bench-") as tmp:
+        root = args.keep or Path(tmp) / "Wingert2026"
+        prepare_raw(root, "cell_list.csv", partial(make_raw, sessions=args.sessions), f"{args.sessions} sessions")
+        result = run_build_and_reload(TARGET, root, Path(tmp) / "cache", {}, args.repeat, args.threads)
+    return verdict(report("Wingert2026", result))
 
 
 if __name__ == "__main__":
