@@ -291,3 +291,36 @@ def test_many_cells_load_fast(raw, cache_env):
     got = _load(raw, lambda: 1 / 0, params={"big": 1})
     assert torch.equal(torch.stack([torch.stack(row) for row in got.responses]), flat)
     assert np.array_equal(got.mask.numpy(), np.ones((S, N), dtype=bool))
+
+
+def _rss_file_kib() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssFile line")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/pagemap"), reason="needs Linux /proc/self/pagemap")
+def test_release_mapped_pages_drops_clean_pages_and_keeps_every_value(tmp_path):
+    from deepSTRF.datasets._cache import _only_file_pages, release_mapped_pages
+
+    page_floats = 4096 // 4
+    values = np.random.default_rng(0).standard_normal(1024 * page_floats).astype(np.float32)  # 4 MiB
+    path = tmp_path / "map.bin"
+    values.tofile(path)
+    mm = np.memmap(path, dtype=np.float32, mode="c")
+    region = torch.from_numpy(mm)
+    views = list(region.split(page_floats))
+    assert float(region.sum()) == pytest.approx(float(values.sum()), rel=1e-4)  # every page now resident
+    before = _rss_file_kib()
+    release_mapped_pages(views[:768], region)
+    assert before - _rss_file_kib() >= 768 * 4 // 2  # KiB: most of the 3 MiB left this process
+    torch.testing.assert_close(region, torch.from_numpy(values))  # read back from the file, unchanged
+    views[900][5] = 123.0  # a private (copy-on-write) page: its range must be left alone
+    first = views[800].data_ptr()
+    assert not _only_file_pages(first, first + 200 * 4096)
+    release_mapped_pages(views[800:1000], region)
+    assert float(views[900][5]) == 123.0
+    assert _only_file_pages(views[0].data_ptr(), views[0].data_ptr() + 4096)
+    release_mapped_pages([torch.ones(3)], region)  # tensors outside the map are ignored
+    assert path.read_bytes() == values.tobytes()  # the file itself never changes

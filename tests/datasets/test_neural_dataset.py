@@ -568,3 +568,36 @@ def test_preprocessing_a_concatenation_leaves_the_sources_untouched():
     after = [t for row in a.responses + b.responses for t in row]
     for x, y in zip(before, after):
         torch.testing.assert_close(x, y, equal_nan=True)
+
+
+def test_whole_dataset_transforms_of_a_cached_dataset_keep_old_views_intact(tmp_path, monkeypatch):
+    from deepSTRF.datasets import AudioNeuralDataset
+    from deepSTRF.datasets._cache import Payload
+
+    monkeypatch.setenv("DEEPSTRF_CACHE", str(tmp_path / "cache"))
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(b"raw data")
+    g = torch.Generator().manual_seed(0)
+    T = 4096  # several pages per stim, so the transforms' page release has whole pages to drop
+    responses = [[torch.poisson(torch.full((3, T), 2.0), generator=g) for _ in range(4)] for _ in range(3)]
+
+    class Cached(AudioNeuralDataset):
+        def __init__(self):
+            super().__init__(str(tmp_path), 5.0)
+            build = lambda: Payload([torch.zeros(1, 2, T)] * 3, [list(r) for r in responses],  # noqa: E731
+                                    [{"k": s} for s in range(3)], [{"id": n} for n in range(4)], {"F": 2})
+            self._load_or_build(build, params={}, raw_files=[raw])
+            self.validate()
+
+    Cached()
+    ds = Cached()  # from the cache file
+    assert ds._cache_origin is not None
+    old = [list(row) for row in ds.responses]
+    old[1][2].add_(1.0)  # an in-place edit of a mapped view (a private page) must survive
+    ds.normalize_responses("zscore")
+    ds.smooth_responses(21.0)
+    for s in range(3):
+        for n in range(4):
+            expected = responses[s][n] + (1.0 if (s, n) == (1, 2) else 0.0)
+            torch.testing.assert_close(old[s][n], expected)
+    assert not torch.equal(ds.responses[0][0], responses[0][0])

@@ -64,6 +64,7 @@ import hashlib
 import json
 import logging
 import math
+import mmap
 import os
 import re
 import struct
@@ -715,6 +716,67 @@ def _with_mask(payload: Payload) -> Payload:
     N, _, table = _response_grid(payload.responses, payload.mask)
     payload.mask = _mask_from_table(table, S, N)
     return payload
+
+
+_MADV_DONTNEED = 4
+_PAGE_PRESENT, _PAGE_FILE = 1 << 63, 1 << 61  # /proc/self/pagemap entry bits
+
+
+def _only_file_pages(first: int, last: int) -> bool:
+    """Whether no page of ``[first, last)`` was privately copied (written in place) by this process."""
+    page = mmap.PAGESIZE
+    try:
+        with open("/proc/self/pagemap", "rb") as f:
+            f.seek(first // page * 8)
+            entries = np.frombuffer(f.read((last - first) // page * 8), dtype=np.uint64)
+    except OSError:
+        return False
+    present = (entries & np.uint64(_PAGE_PRESENT)) != 0
+    file_backed = (entries & np.uint64(_PAGE_FILE)) != 0
+    return entries.size == (last - first) // page and not bool((present & ~file_backed).any())
+
+
+def release_mapped_pages(tensors: Iterable[Tensor], region: Tensor) -> None:
+    """Drop from this process the cache-file pages under ``tensors`` (best effort, Linux only).
+
+    Called after an operation copied the data of ``tensors`` (views of the
+    cache map ``region``) into new tensors, so the old pages would only add to
+    the process's memory. Only done when every page in the range is still an
+    unmodified file page (checked in ``/proc/self/pagemap``): the views stay
+    valid and read the same values back from the file (kept in the OS page
+    cache) if used again. A range holding a page written in place is left
+    alone, as are the partial pages at either end.
+
+    Parameters
+    ----------
+    tensors : iterable of Tensor
+        Views whose bytes are contiguous or nearly so (one stim's responses);
+        tensors that are not views of ``region`` are ignored.
+    region : Tensor
+        The 1-D tensor over the mapped file section the views belong to.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    storage = region.untyped_storage().data_ptr()
+    low, high = None, None
+    for t in tensors:
+        if t.untyped_storage().data_ptr() != storage or not t.numel():
+            continue
+        start = t.data_ptr()
+        end = start + t.numel() * t.element_size()
+        low = start if low is None else min(low, start)
+        high = end if high is None else max(high, end)
+    if low is None:
+        return
+    page = mmap.PAGESIZE
+    first, last = -(-low // page) * page, (high // page) * page
+    if last <= first or not _only_file_pages(first, last):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), ctypes.c_int(_MADV_DONTNEED))
+    except (OSError, AttributeError):
+        pass
 
 
 def _release_freed_memory() -> None:

@@ -24,7 +24,8 @@ import operator
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -32,6 +33,9 @@ from torch.utils.data import Dataset
 
 from ._errors import DatasetFormatError
 from ._storage import complete_block
+
+if TYPE_CHECKING:
+    from ._cache import Payload
 
 __all__ = ["NeuralDataset"]
 
@@ -295,6 +299,59 @@ class NeuralDataset(Dataset):
             self._set_nrn_masks(payload.mask)
         else:
             self._invalidate_nrn_masks()
+
+    @contextmanager
+    def _holding_built(self, payload: Payload) -> Iterator[None]:
+        """Make a freshly built payload this dataset's storage inside the block, then put back what was there.
+
+        Lets a build function run whole-dataset methods (``smooth_responses``,
+        quality statistics) so that the cache stores their result, without
+        keeping references that would stop the cache from freeing the parsed
+        tensors once it has written them.
+
+        Parameters
+        ----------
+        payload : Payload
+            The parsed lists and their ``(S, N)`` mask (``None``: derived from
+            the sentinels). On leaving the block it holds the lists as the
+            methods left them; ``stims``, ``responses``, ``stim_meta``,
+            ``nrn_meta``, ``N_neurons`` and the mask of ``self`` are restored.
+        """
+        saved = (self.stims, self.responses, self.stim_meta, self.nrn_meta, self.N_neurons,
+                 self._mask_cache, self._view_cache)
+        self.stims, self.responses = payload.stims, payload.responses
+        self.stim_meta, self.nrn_meta = payload.stim_meta, payload.nrn_meta
+        self.N_neurons = len(payload.nrn_meta)
+        if payload.mask is None:
+            self._invalidate_nrn_masks()
+        else:
+            self._set_nrn_masks(payload.mask)
+        try:
+            yield
+            payload.stims, payload.responses = self.stims, self.responses
+            payload.stim_meta, payload.nrn_meta = self.stim_meta, self.nrn_meta
+        finally:
+            (self.stims, self.responses, self.stim_meta, self.nrn_meta, self.N_neurons,
+             self._mask_cache, self._view_cache) = saved
+
+    def _smooth_built(self, payload: Payload, window_ms: float = 21.0) -> Payload:
+        """Apply :meth:`smooth_responses` to a freshly built payload, so that the cache holds smoothed values.
+
+        Parameters
+        ----------
+        payload : Payload
+            Parsed lists (see :meth:`_holding_built`); smoothed in place.
+        window_ms : float, default 21.0
+            Hann window width, ms.
+
+        Returns
+        -------
+        Payload
+            ``payload``; ``self`` is left as it was.
+        """
+        with self._holding_built(payload):
+            self.smooth_responses(window_ms)
+        return payload
 
     def _invalidate_nrn_masks(self) -> None:
         """Drop the cached mask and every selection view derived from it."""
@@ -672,6 +729,7 @@ class NeuralDataset(Dataset):
         def stack(s: int, neurons: list[int]) -> tuple[Tensor, Tensor, list[int]]:
             if s not in stacks:
                 stacks[s] = (*self._stack_stim(s, neurons), neurons)
+                self._release_cache_pages(s, neurons)
             return stacks[s]
 
         for s, neurons in self._real_cells(stats):
@@ -742,6 +800,21 @@ class NeuralDataset(Dataset):
         self.response_normalization = record
         return record
 
+    def _release_cache_pages(self, s: int, neurons: list[int]) -> None:
+        """Let the OS reclaim the cache-file pages under ``responses[s][neurons]`` (their values were copied).
+
+        Only for a dataset loaded from the processed cache; a hint that never
+        loses data (see :func:`~deepSTRF.datasets._cache.release_mapped_pages`).
+        Keeps a whole-dataset transform near one copy of the responses in memory
+        instead of the mapped file plus the copy.
+        """
+        origin = self._cache_origin
+        if origin is not None and origin.bases[1] is not None:
+            from ._cache import release_mapped_pages
+
+            row = self.responses[s]
+            release_mapped_pages([row[n] for n in neurons], origin.bases[1])
+
     def _stack_stim(self, s: int, neurons: list[int]) -> tuple[Tensor, Tensor]:
         """Stack the real responses of stim ``s`` along repeats: ``(sum_n R[s][n], T_s)``.
 
@@ -780,6 +853,7 @@ class NeuralDataset(Dataset):
                 continue
             row = self.responses[s]
             stacked, owner = self._stack_stim(s, neurons)
+            self._release_cache_pages(s, neurons)
             result = fn(stacked, owner.unsqueeze(1))
             for n, piece in zip(neurons, torch.split(result, [row[n].shape[0] for n in neurons], dim=0)):
                 row[n] = piece
@@ -995,9 +1069,12 @@ class NeuralDataset(Dataset):
                     f"{name}.responses[{s}]", "length", f"{len(row)} tensors", f"N_neurons={self.N_neurons}"
                 )
             expected_T = self._expected_response_T(s)
+            real = masks[s].nonzero().flatten().tolist()
+            if _cells_conform([row[n] for n in real], expected_T):
+                continue
             common_T: int | None = None
             first_n = -1
-            for n in masks[s].nonzero().flatten().tolist():
+            for n in real:  # something is wrong in this row: find and name the first faulty cell
                 cell = row[n]
                 where = f"{name}.responses[{s}][{n}]"
                 if not isinstance(cell, Tensor):
@@ -1018,6 +1095,26 @@ class NeuralDataset(Dataset):
                         where, "T", f"{T} bins", f"{expected_T} bins to match stims[{s}] of shape {tuple(stim.shape)}"
                     )
 
+
+
+def _cells_conform(cells: list, expected_T: int | None) -> bool:
+    """Whether every cell is a 2-D floating tensor and all share one T (``expected_T`` when given).
+
+    A bulk pre-check for :meth:`NeuralDataset.validate` (about a quarter of the
+    cost of checking cell by cell on a million cells); a row that fails is
+    re-checked cell by cell to name the fault.
+    """
+    if not cells:
+        return True
+    if not all(issubclass(kind, Tensor) for kind in set(map(type, cells))):
+        return False
+    shapes = {cell.shape for cell in cells}
+    if {len(shape) for shape in shapes} != {2}:
+        return False
+    lengths = {shape[1] for shape in shapes}
+    if len(lengths) != 1 or (expected_T is not None and lengths != {expected_T}):
+        return False
+    return all(dtype.is_floating_point for dtype in {cell.dtype for cell in cells})
 
 
 # ---------------------------------------------------------------------- pickling helpers

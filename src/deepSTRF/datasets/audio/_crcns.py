@@ -14,9 +14,10 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile
@@ -35,11 +36,16 @@ from ._spectrogram import (
 )
 from ._spikes import bin_trials_by_index
 
+if TYPE_CHECKING:
+    from .audio_dataset import AudioNeuralDataset
+
 __all__ = [
     "CellRecord",
     "FrontEnd",
+    "animal_ids_arg",
     "bin_trials_ms",
     "build_text_payload",
+    "choose_names",
     "crcns_fix",
     "index_class_folder",
     "list_text_files",
@@ -54,6 +60,63 @@ __all__ = [
 _CELL_RE = re.compile(r"^(?P<animal>[^_]+)_(?P<seq>\d+)(?:_(?P<rig>[A-Z]))?$")
 _STIM_FILE_RE = re.compile(r"^stim(\d+)$")
 _TEXT_FILE_RE = re.compile(r"^(?:stim|spike)\d+$")
+
+
+def choose_names(value: str | Iterable[str], allowed: Sequence[str], name: str) -> list[str]:
+    """Normalise a constructor argument naming members of ``allowed``.
+
+    Parameters
+    ----------
+    value : str or iterable of str
+        ``'all'``, one name, or an iterable of names.
+    allowed : sequence of str
+        The valid names, in the order ``'all'`` gives.
+    name : str
+        Argument name used in the error messages.
+
+    Returns
+    -------
+    list of str
+        The names in the given order, duplicates dropped.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is neither a string nor an iterable.
+    ValueError
+        A name is not in ``allowed``, or none is given.
+    """
+    if isinstance(value, str):
+        value = list(allowed) if value == "all" else [value]
+    try:
+        items = list(value)
+    except TypeError:
+        raise TypeError(f"{name} must be 'all', a name or a list of names from {tuple(allowed)}, got {value!r}") from None
+    out: list[str] = []
+    for item in items:
+        if item not in allowed:
+            raise ValueError(f"{name} contains {item!r}; allowed: {tuple(allowed)} or 'all'")
+        if item not in out:
+            out.append(item)
+    if not out:
+        raise ValueError(f"{name} is empty; choose among {tuple(allowed)}")
+    return out
+
+
+def animal_ids_arg(animals: str | Iterable[str]) -> list[str] | None:
+    """The bird ids an aa-1/aa-2 ``animals`` argument keeps: ``None`` for ``'all'``, else a list of str.
+
+    Raises
+    ------
+    ValueError
+        An empty iterable.
+    """
+    if isinstance(animals, str):
+        return None if animals == "all" else [animals]
+    out = [str(a) for a in animals]
+    if not out:
+        raise ValueError("animals is empty; pass 'all' or a list of animal ids such as ['gg0304']")
+    return out
 
 
 def parse_cell_name(name: str) -> tuple[str, int | None, str | None]:
@@ -206,14 +269,10 @@ def smooth_row(row: list[Tensor], dt_ms: float, window_ms: float = 21.0) -> list
     gain, odd length nearest ``window_ms / dt_ms``), applied to all the stim's
     repeats in one convolution.
     """
-    from ...utils._smoothing import hann_kernel, hann_window_bins, smooth_last_axis
-
     real = [n for n, t in enumerate(row) if not is_sentinel(t)]
     if not real:
         return row
-    kernel = hann_kernel(hann_window_bins(window_ms, float(dt_ms)), dtype=torch.float64)
-    stacked = torch.cat([row[n] for n in real], dim=0)
-    smoothed = smooth_last_axis(stacked, kernel)
+    smoothed = _smooth_block(torch.cat([row[n] for n in real], dim=0), dt_ms, window_ms)
     out = list(row)
     for n, part in zip(real, torch.split(smoothed, [row[n].shape[0] for n in real], dim=0)):
         out[n] = part.contiguous()
@@ -282,6 +341,19 @@ class FrontEnd:
             hop_samples(audio_fs, dt_ms)
             fs = audio_fs
         return cls(float(dt_ms), n_mels, compression, float(window_ms), return_waveform, fs)
+
+    def cache_params(self) -> dict:
+        """The front-end knobs as they enter the cache key."""
+        return {"dt_ms": self.dt_ms, "n_mels": self.n_mels, "compression": self.compression,
+                "window_ms": self.window_ms, "return_waveform": self.return_waveform, "audio_fs": self.audio_fs}
+
+    def set_attributes(self, dataset: AudioNeuralDataset) -> None:
+        """Set ``F``, ``window_ms``, ``compression``, ``return_waveform`` and ``audio_fs`` on ``dataset``."""
+        dataset.F = self.n_mels
+        dataset.window_ms = self.window_ms
+        dataset.compression = self.compression
+        dataset.return_waveform = self.return_waveform
+        dataset.audio_fs = self.audio_fs
 
     def hop(self, sample_rate: int) -> int:
         """Spectrogram hop at ``sample_rate`` (truncated, as in the reference)."""

@@ -18,7 +18,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .._cache import Payload
-from .._errors import DatasetFormatError, DatasetNotFoundError
+from .._errors import DatasetFormatError
+from .._raw_files import require_raw_files
 from .._storage import make_sentinels
 from ._spectrogram import resample_polyphase
 from .audio_dataset import AudioNeuralDataset
@@ -392,17 +393,15 @@ class AliceEEGDataset(AudioNeuralDataset):
 
         root = data_root(NAME, path)
         super().__init__(str(root), dt)
-        missing = self._missing(root, wanted)
-        if missing and download:
-            download_alice_eeg(root, subjects=wanted)
-            missing = self._missing(root, wanted)
-        if missing:
+
+        def fix() -> str:
+            text = (f"AliceEEGDataset({str(root)!r}, download=True) or "
+                    f"deepSTRF.datasets.audio.alice_eeg.download_alice_eeg({str(root)!r})  (~2.5 GiB from UMD DRUM)")
             available = sorted(_find_subjects(root))
-            fix = (f"AliceEEGDataset({str(root)!r}, download=True) or "
-                   f"deepSTRF.datasets.audio.alice_eeg.download_alice_eeg({str(root)!r})  (~2.5 GiB from UMD DRUM)")
-            if available:
-                fix += f". Subjects found: {available}"
-            raise DatasetNotFoundError(NAME, str(root), missing, _LAYOUT, fix)
+            return f"{text}. Subjects found: {available}" if available else text
+
+        require_raw_files(NAME, root, lambda: self._missing(root, wanted), download=download,
+                          fetch=lambda: download_alice_eeg(root, subjects=wanted), layout=_LAYOUT, fix=fix)
         wavs, _ = _find_wavs(root)
         found = _find_subjects(root)
         self.subjects = list(wanted) if wanted is not None else list(found)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from ...utils.download import data_root, extract_zip, fetch_crcns
-from .._errors import DatasetNotFoundError
+from .._raw_files import require_raw_files
 from ._crcns import (
     CellRecord,
     FrontEnd,
+    animal_ids_arg,
     build_text_payload,
+    choose_names,
     crcns_fix,
     list_text_files,
     list_wavs,
@@ -40,34 +42,6 @@ _LAYOUT = """\
 <root>/all_stims/flatrip/<MD5>.wav
 <root>/Field_L_cells/<cell>/<class>/stim<k>, spike<k>
 <root>/MLd_cells/<cell>/<class>/stim<k>, spike<k>"""
-
-
-def _choices(value: str | Iterable[str], allowed: Sequence[str], name: str) -> list[str]:
-    """Normalise an iterable of names (or one name, or 'all'), checking each; duplicates dropped."""
-    if isinstance(value, str):
-        value = list(allowed) if value == "all" else [value]
-    try:
-        items = list(value)
-    except TypeError:
-        raise TypeError(f"{name} must be 'all', a name or a list of names from {tuple(allowed)}, got {value!r}") from None
-    out: list[str] = []
-    for item in items:
-        if item not in allowed:
-            raise ValueError(f"{name} contains {item!r}; allowed: {tuple(allowed)} or 'all'")
-        if item not in out:
-            out.append(item)
-    if not out:
-        raise ValueError(f"{name} is empty; choose among {tuple(allowed)}")
-    return out
-
-
-def _animals_arg(animals: str | Iterable[str]) -> list[str] | None:
-    if isinstance(animals, str):
-        return None if animals == "all" else [animals]
-    out = [str(a) for a in animals]
-    if not out:
-        raise ValueError("animals is empty; pass 'all' or a list of animal ids such as ['gg0304']")
-    return out
 
 
 class CRCNSAA1Dataset(AudioNeuralDataset):
@@ -170,21 +144,17 @@ class CRCNSAA1Dataset(AudioNeuralDataset):
         cache: bool = True,
     ) -> None:
         root = data_root(AA1_NAME, path)
-        area_list = _choices(areas, AA1_AREAS, "areas")
-        stim_types = _choices(stimuli, AA1_STIM_TYPES, "stimuli")
-        animal_list = _animals_arg(animals)
+        area_list = choose_names(areas, AA1_AREAS, "areas")
+        stim_types = choose_names(stimuli, AA1_STIM_TYPES, "stimuli")
+        animal_list = animal_ids_arg(animals)
         front = FrontEnd.from_args(dt_ms, n_mels, compression, window_ms, return_waveform, audio_fs)
         super().__init__(str(root), float(dt_ms))
 
         needed = [f"all_stims/{t}" for t in stim_types] + [f"{a}_cells" for a in area_list]
-        missing = [rel for rel in needed if not (root / rel).is_dir()]
-        if missing and download:
-            download_aa1(root)
-            missing = [rel for rel in needed if not (root / rel).is_dir()]
-        if missing:
-            raise DatasetNotFoundError(
-                AA1_NAME, str(root), missing, _LAYOUT,
-                crcns_fix(f"CRCNSAA1Dataset({str(root)!r}, download=True)", [AA1_NERSC_PATH], AA1_PAGE))
+        require_raw_files(
+            AA1_NAME, root, lambda: [rel for rel in needed if not (root / rel).is_dir()],
+            download=download, fetch=lambda: download_aa1(root), layout=_LAYOUT,
+            fix=crcns_fix(f"CRCNSAA1Dataset({str(root)!r}, download=True)", [AA1_NERSC_PATH], AA1_PAGE))
 
         cells, raw_files, seen_animals = self._scan(root, area_list, stim_types, animal_list)
         stims = [(name, t, root / "all_stims" / t / name) for t in stim_types
@@ -199,18 +169,13 @@ class CRCNSAA1Dataset(AudioNeuralDataset):
             return build_text_payload(stims, cells, front, smooth, meta, expected_rate=AA1_SAMPLE_RATE,
                                       dataset=AA1_NAME)
 
-        params = {"areas": area_list, "stimuli": stim_types, "animals": animal_list, "dt_ms": float(dt_ms),
-                  "smooth": bool(smooth), "n_mels": n_mels, "compression": compression,
-                  "window_ms": float(window_ms), "return_waveform": return_waveform, "audio_fs": front.audio_fs}
+        params = {"areas": area_list, "stimuli": stim_types, "animals": animal_list, "smooth": bool(smooth),
+                  **front.cache_params()}
         self._load_or_build(build, params=params, raw_files=raw_files, cache=cache, name=AA1_NAME)
         self.species = "zebra finch"
         self.behavioral_state = "anesthetized"
         self.hearing_range_hz = (250.0, 8000.0)
-        self.F = n_mels
-        self.window_ms = float(window_ms)
-        self.compression = compression
-        self.return_waveform = return_waveform
-        self.audio_fs = front.audio_fs
+        front.set_attributes(self)
         self.smooth = bool(smooth)
         self.animals = animal_list if animal_list is not None else seen_animals
         self.validate()

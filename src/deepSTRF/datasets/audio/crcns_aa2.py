@@ -10,17 +10,19 @@ from pathlib import Path
 
 from ...utils.download import data_root, extract_tar, fetch_crcns, is_extracted
 from .._errors import DatasetFormatError, DatasetNotFoundError
+from .._raw_files import require_raw_files
 from ._crcns import (
     CellRecord,
     FrontEnd,
+    animal_ids_arg,
     build_text_payload,
+    choose_names,
     crcns_fix,
     index_class_folder,
     list_text_files,
     parse_cell_name,
 )
 from .audio_dataset import AudioNeuralDataset
-from .crcns_aa1 import _animals_arg, _choices
 
 __all__ = ["AA2_NERSC_FILES", "AA2_REGIONS", "AA2_STIM_TYPES", "CRCNSAA2Dataset", "download_aa2"]
 
@@ -200,20 +202,16 @@ class CRCNSAA2Dataset(AudioNeuralDataset):
     ) -> None:
         root = data_root(AA2_NAME, path)
         labels = _area_labels(areas)
-        stim_types = _choices(stimuli, AA2_STIM_TYPES, "stimuli")
-        animal_list = _animals_arg(animals)
+        stim_types = choose_names(stimuli, AA2_STIM_TYPES, "stimuli")
+        animal_list = animal_ids_arg(animals)
         front = FrontEnd.from_args(dt_ms, n_mels, compression, window_ms, return_waveform, audio_fs)
         super().__init__(str(root), float(dt_ms))
 
         needed = ["all_stims", "all_cells", *_CSVS]
-        missing = [rel for rel in needed if not (root / rel).exists()]
-        if missing and download:
-            download_aa2(root)
-            missing = [rel for rel in needed if not (root / rel).exists()]
-        if missing:
-            raise DatasetNotFoundError(
-                AA2_NAME, str(root), missing, _LAYOUT,
-                crcns_fix(f"CRCNSAA2Dataset({str(root)!r}, download=True)", list(AA2_NERSC_FILES), AA2_PAGE))
+        require_raw_files(
+            AA2_NAME, root, lambda: [rel for rel in needed if not (root / rel).exists()],
+            download=download, fetch=lambda: download_aa2(root), layout=_LAYOUT,
+            fix=crcns_fix(f"CRCNSAA2Dataset({str(root)!r}, download=True)", list(AA2_NERSC_FILES), AA2_PAGE))
 
         regions = _read_regions(root / "cell_regions.csv")
         cells_dir = root / "all_cells"
@@ -273,17 +271,12 @@ class CRCNSAA2Dataset(AudioNeuralDataset):
                                       dataset=AA2_NAME)
 
         wavs = [root / "all_stims" / n for n in os.listdir(root / "all_stims") if n.lower().endswith(".wav")]
-        params = {"areas": labels, "stimuli": stim_types, "animals": animal_list, "dt_ms": float(dt_ms),
-                  "smooth": bool(smooth), "n_mels": n_mels, "compression": compression,
-                  "window_ms": float(window_ms), "return_waveform": return_waveform, "audio_fs": front.audio_fs}
+        params = {"areas": labels, "stimuli": stim_types, "animals": animal_list, "smooth": bool(smooth),
+                  **front.cache_params()}
         self._load_or_build(build, params=params, raw_files=raw_files + wavs, cache=cache, name=AA2_NAME)
         self.species = "zebra finch"
         self.hearing_range_hz = (250.0, 8000.0)
-        self.F = n_mels
-        self.window_ms = float(window_ms)
-        self.compression = compression
-        self.return_waveform = return_waveform
-        self.audio_fs = front.audio_fs
+        front.set_attributes(self)
         self.smooth = bool(smooth)
         self.animals = animal_list if animal_list is not None else _read_animals(root / "cell_stim_classes.csv")
         self.validate()

@@ -14,7 +14,8 @@ from torch import Tensor
 
 from ...utils.download import data_root, extract_tar, fetch_crcns, is_extracted
 from .._cache import Payload
-from .._errors import DatasetFormatError, DatasetNotFoundError
+from .._errors import DatasetFormatError
+from .._raw_files import require_raw_files
 from .._storage import make_sentinels
 from ._crcns import FrontEnd, _progress, bin_trials_ms, crcns_fix, read_wav, smooth_row
 from ._spectrogram import hop_samples
@@ -183,13 +184,11 @@ class CRCNSAA4Dataset(AudioNeuralDataset):
         def missing_animals() -> list[str]:
             return [a for a in animal_list if not (root / a / "wavfiles").is_dir()]
 
-        if missing_animals() and download:
-            download_aa4(root, animals=missing_animals())
-        if missing_animals():
-            files = [f"aa-4/{a}.tar.gz" for a in missing_animals()]
-            raise DatasetNotFoundError(
-                AA4_NAME, str(root), [f"{a}/wavfiles" for a in missing_animals()], _LAYOUT,
-                crcns_fix(f"CRCNSAA4Dataset({str(root)!r}, animals={animal_list!r}, download=True)", files, AA4_PAGE))
+        require_raw_files(
+            AA4_NAME, root, lambda: [f"{a}/wavfiles" for a in missing_animals()],
+            download=download, fetch=lambda: download_aa4(root, animals=missing_animals()), layout=_LAYOUT,
+            fix=lambda: crcns_fix(f"CRCNSAA4Dataset({str(root)!r}, animals={animal_list!r}, download=True)",
+                                  [f"aa-4/{a}.tar.gz" for a in missing_animals()], AA4_PAGE))
 
         units = {a: sorted(p for p in (root / a).iterdir() if p.suffix == ".h5" and p.is_file())
                  for a in animal_list}
@@ -200,18 +199,12 @@ class CRCNSAA4Dataset(AudioNeuralDataset):
         def build() -> Payload:
             return _build_aa4(animal_list, units, wavs, set(stim_types), front, smooth)
 
-        params = {"animals": animal_list, "stimuli": stim_types, "dt_ms": float(dt_ms), "smooth": bool(smooth),
-                  "n_mels": n_mels, "compression": compression, "window_ms": float(window_ms),
-                  "return_waveform": return_waveform, "audio_fs": front.audio_fs}
+        params = {"animals": animal_list, "stimuli": stim_types, "smooth": bool(smooth), **front.cache_params()}
         self._load_or_build(build, params=params, raw_files=raw_files, cache=cache, name=AA4_NAME)
         self.species = "zebra finch"
         self.behavioral_state = "anesthetized"
         self.hearing_range_hz = (250.0, 8000.0)
-        self.F = n_mels
-        self.window_ms = float(window_ms)
-        self.compression = compression
-        self.return_waveform = return_waveform
-        self.audio_fs = front.audio_fs
+        front.set_attributes(self)
         self._wav_hop = hop_samples(front.audio_fs, dt_ms) if return_waveform else None
         self.smooth = bool(smooth)
         self.animals = tuple(animal_list)

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ...utils.download import data_root, extract_zip, fetch_crcns, is_extracted
 from .._cache import Payload
-from .._errors import DatasetNotFoundError
+from .._raw_files import require_raw_files
 from .._storage import make_sentinels
 from . import asari, wehr
 from ._crcns import crcns_fix
@@ -534,17 +534,13 @@ class CRCNSAC1Dataset(AudioNeuralDataset):
             raise NotADirectoryError(f"path={str(root)!r} is a file; pass the folder holding the ac-1 archives")
         if root.is_dir():
             _extract_present(root, experimenters)
-        lay = _locate(root)
-        missing = _missing(lay, experimenters)
-        if missing and download:
-            download_ac1(root, experimenter=experimenters)
-            lay = _locate(root)
-            missing = _missing(lay, experimenters)
-        if missing:
-            archives = list(dict.fromkeys(AC1_ARCHIVES[a] for e in experimenters for a in _NEEDS[e]))
-            call = f"CRCNSAC1Dataset({str(root)!r}, experimenter={list(experimenters)!r}, download=True)"
-            raise DatasetNotFoundError(AC1_NAME, str(root), missing, _LAYOUT, crcns_fix(call, archives, AC1_PAGE))
-        return lay
+        archives = list(dict.fromkeys(AC1_ARCHIVES[a] for e in experimenters for a in _NEEDS[e]))
+        call = f"CRCNSAC1Dataset({str(root)!r}, experimenter={list(experimenters)!r}, download=True)"
+        require_raw_files(
+            AC1_NAME, root, lambda: _missing(_locate(root), experimenters),
+            download=download, fetch=lambda: download_ac1(root, experimenter=experimenters), layout=_LAYOUT,
+            fix=crcns_fix(call, archives, AC1_PAGE))
+        return _locate(root)
 
     @staticmethod
     def _raw_files(lay: _Layout, experimenters: tuple[str, ...]) -> list[Path]:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._simulated import check_design_args, draw_design, poisson_row
 from .audio_dataset import AudioNeuralDataset
 
 __all__ = ["DemoDataset"]
@@ -106,11 +107,7 @@ class DemoDataset(AudioNeuralDataset):
                                  ("n_lags", n_lags, 1), ("max_repeats", max_repeats, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-        if not 0.0 <= missing_fraction < 1.0:
-            raise ValueError(f"missing_fraction must be in [0, 1), got {missing_fraction!r}")
-        t_min, t_max = duration_bins
-        if not 2 * n_lags <= t_min <= t_max:
-            raise ValueError(f"duration_bins must satisfy 2*n_lags <= low <= high, got {duration_bins!r}")
+        check_design_args(missing_fraction, duration_bins, n_lags)
         gen = torch.Generator().manual_seed(seed)
         self.F = n_freqs
         self.audio_fs = None
@@ -119,17 +116,7 @@ class DemoDataset(AudioNeuralDataset):
         self.true_bias = _uniform(gen, n_neurons, _BIAS_RANGE)
         self.true_gain = _uniform(gen, n_neurons, _GAIN_RANGE)
 
-        splits = ["train"] * n_stims
-        n_test = max(1, round(0.15 * n_stims))
-        n_val = max(1, round(0.15 * n_stims))
-        for s in range(n_stims - n_test - n_val, n_stims - n_test):
-            splits[s] = "val"
-        for s in range(n_stims - n_test, n_stims):
-            splits[s] = "test"
-
-        recorded = torch.rand(n_stims, n_neurons, generator=gen) >= missing_fraction
-        recorded[torch.tensor([sp == "test" for sp in splits])] = True  # every neuron is scored on every test stim
-        durations = torch.randint(t_min, t_max + 1, (n_stims,), generator=gen).tolist()
+        splits, recorded, durations = draw_design(gen, n_stims, n_neurons, missing_fraction, duration_bins)
         kernel = self.true_strfs.flip(-1)  # conv1d correlates; flip so lag 0 multiplies the current bin
         for s in range(n_stims):
             T = durations[s]
@@ -138,17 +125,9 @@ class DemoDataset(AudioNeuralDataset):
             padded = F.pad(spectrogram.unsqueeze(0), (n_lags - 1, 0))
             drive = F.conv1d(padded, kernel).squeeze(0) + self.true_bias[:, None]
             rate = self.true_gain[:, None] * torch.relu(drive)  # (N, T) spikes per bin
-            low_repeats = 4 if splits[s] == "test" else 1
-            repeats = torch.randint(low_repeats, max(low_repeats, max_repeats) + 1, (n_neurons,), generator=gen)
-            row = []
-            for n in range(n_neurons):
-                if not recorded[s, n]:
-                    row.append(torch.full((1, 1), math.nan))
-                    continue
-                counts = torch.poisson(rate[n].expand(int(repeats[n]), T).contiguous(), generator=gen)
-                row.append(counts.float())
+            min_repeats = 4 if splits[s] == "test" else 1
             self.stims.append(spectrogram.unsqueeze(0).float())
-            self.responses.append(row)
+            self.responses.append(poisson_row(gen, rate, recorded[s], min_repeats, max_repeats))
             self.stim_meta.append({"name": f"demo_stim_{s:03d}", "split": splits[s], "duration_ms": T * dt_ms})
         best = self.true_strfs.abs().sum(-1).argmax(-1).tolist()
         self.nrn_meta = [

@@ -492,18 +492,13 @@ class Le2025Dataset(AudioNeuralDataset):
                     mask[s, n] = True
             responses.append(row)
         nrn_meta = [nrn for nrn, _ in units]
+        payload = Payload(stims, responses, stim_meta, nrn_meta, {}, mask)
         # smoothing and reliability run once here; their result is what the cache stores
-        self.stims, self.responses, self.stim_meta, self.nrn_meta, self.N_neurons = (
-            stims, responses, stim_meta, nrn_meta, N)
-        self._set_nrn_masks(mask)
-        if smooth:
-            self.smooth_responses(SMOOTH_WINDOW_MS)
-        if reliability:
-            self._reliability()
-        payload = Payload(self.stims, self.responses, self.stim_meta, self.nrn_meta, {}, mask)
-        # let the cache own the tensors: holding them here too would double the peak while it maps them back
-        self.stims, self.responses, self.stim_meta, self.nrn_meta, self.N_neurons = [], [], [], [], 0
-        self._invalidate_nrn_masks()
+        with self._holding_built(payload):
+            if smooth:
+                self.smooth_responses(SMOOTH_WINDOW_MS)
+            if reliability:
+                self._reliability()
         return payload
 
     @staticmethod

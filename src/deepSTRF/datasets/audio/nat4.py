@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from .._cache import Payload
 from .._errors import DatasetFormatError, DatasetNotFoundError
+from .._raw_files import require_raw_files
 from .._storage import make_sentinels
 from ._spectrogram import resample_polyphase
 from .audio_dataset import AudioNeuralDataset
@@ -441,14 +442,11 @@ class NAT4Dataset(AudioNeuralDataset):
         self.return_waveform = bool(return_waveform)
         self.smooth = bool(smooth)
 
-        missing = self._missing(root)
-        if missing and download:
-            download_nat4(area, root, wav=self.return_waveform)
-            missing = self._missing(root)
-        if missing:
-            fix = _FIX.format(area=area, root=str(root), wav=", wav=True" if return_waveform else "",
-                              wavarg=", return_waveform=True" if return_waveform else "")
-            raise DatasetNotFoundError(NAT4_NAME, str(root), missing, layout=_LAYOUT.format(area=area), fix=fix)
+        fix = _FIX.format(area=area, root=str(root), wav=", wav=True" if return_waveform else "",
+                          wavarg=", return_waveform=True" if return_waveform else "")
+        require_raw_files(NAT4_NAME, root, lambda: self._missing(root), download=download,
+                          fetch=lambda: download_nat4(area, root, wav=self.return_waveform),
+                          layout=_LAYOUT.format(area=area), fix=fix)
 
         population = self._population_path(root)
         if population.is_file():  # the key needs only the archive's size and mtime, not its members
@@ -600,17 +598,10 @@ class NAT4Dataset(AudioNeuralDataset):
         auditory = self._read_auditory(root / CORRELATION_FILE.format(area=self.area))
         nrn_meta = [{"cell_id": c, "area": self.area, "auditory": bool(auditory.get(c, False)), **_parse_cell_id(c),
                      "val_archive": source[n]} for n, c in enumerate(chans)]
-        if self.smooth:
-            self.stims, self.responses, self.stim_meta, self.nrn_meta = stims, out, stim_meta, nrn_meta
-            self.N_neurons = N
-            self._set_nrn_masks(mask)
-            self.smooth_responses(21.0)
-            out = self.responses
-            self.stims, self.responses, self.stim_meta, self.nrn_meta = [], [], [], []
-            self._invalidate_nrn_masks()
         attrs = {"dt": DT_MS, "F": F, "audio_fs": audio_fs if self.return_waveform else None,
                  "hearing_range_hz": (200.0, 40000.0), "return_waveform": self.return_waveform}
-        return Payload(stims, out, stim_meta, nrn_meta, attrs, mask)
+        payload = Payload(stims, out, stim_meta, nrn_meta, attrs, mask)
+        return self._smooth_built(payload, 21.0) if self.smooth else payload
 
     @staticmethod
     def _read_auditory(path: Path) -> dict[str, bool]:

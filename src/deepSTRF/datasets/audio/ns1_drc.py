@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from .._cache import Payload
 from .._errors import ChecksumError, DatasetFormatError, DatasetNotFoundError
+from .._raw_files import require_raw_files
 from ._spikes import bin_trials_by_index
 from ._spectrogram import resample_polyphase
 from .audio_dataset import AudioNeuralDataset
@@ -307,12 +308,8 @@ class NS1Dataset(AudioNeuralDataset):
         self.return_waveform = bool(return_waveform)
         self.smooth = bool(smooth)
 
-        missing = self._missing(root)
-        if missing and download:
-            download_ns1(root)
-            missing = self._missing(root)
-        if missing:
-            raise DatasetNotFoundError(NS1_NAME, str(root), missing, layout=_LAYOUT, fix=_FIX.format(root=str(root)))
+        require_raw_files(NS1_NAME, root, lambda: self._missing(root), download=download,
+                          fetch=lambda: download_ns1(root), layout=_LAYOUT, fix=_FIX.format(root=str(root)))
 
         # The key covers every MAT file under spikesandwav/ (a cheap walk), so a reload needs
         # no MATLAB parsing at all; which neurons have a file is decided inside the build.
@@ -403,20 +400,11 @@ class NS1Dataset(AudioNeuralDataset):
         del trains
         stim_meta = [{"name": f"nat{s + 1:02d}", "type": STIM_TYPES.get(s, "unknown")} for s in range(N_NATURAL_STIMS)]
         mask = torch.ones((N_NATURAL_STIMS, N), dtype=torch.bool)
-        if self.smooth:
-            # Use the core method on the freshly parsed lists, so the cache holds smoothed values.
-            self.stims, self.responses, self.nrn_meta, self.stim_meta = stims, responses, nrn_meta, stim_meta
-            self.N_neurons = N
-            self._set_nrn_masks(mask)
-            self.smooth_responses(21.0)
-            responses = self.responses
-            # drop our references so the cache can free the parsed tensors once written
-            self.stims, self.responses, self.nrn_meta, self.stim_meta = [], [], [], []
-            self._invalidate_nrn_masks()
         attrs = {"dt": DT_MS, "F": F, "audio_fs": audio_fs if self.return_waveform else None,
                  "hearing_range_hz": (200.0, 40000.0), "return_waveform": self.return_waveform,
                  "skipped_neurons": skipped}
-        return Payload(stims, responses, stim_meta, nrn_meta, attrs, mask)
+        payload = Payload(stims, responses, stim_meta, nrn_meta, attrs, mask)
+        return self._smooth_built(payload, 21.0) if self.smooth else payload
 
     @staticmethod
     def _read_spectrogram(path: Path) -> tuple[np.ndarray, int]:

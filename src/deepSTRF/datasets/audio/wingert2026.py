@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from .._cache import Payload
 from .._errors import DatasetFormatError, DatasetNotFoundError
+from .._raw_files import require_raw_files
 from .._storage import make_sentinels
 from ._spikes import bin_trials_by_index
 from ._spectrogram import read_wav_mono
@@ -589,14 +590,10 @@ class Wingert2026Dataset(AudioNeuralDataset):
         self.return_waveform = bool(return_waveform)
         self.audio_fs = int(audio_fs) if return_waveform else None
 
-        missing = self._missing(root, self.return_waveform)
-        if missing and download:
-            download_wingert2026(root, wav=self.return_waveform)
-            missing = self._missing(root, self.return_waveform)
-        if missing:
-            raise DatasetNotFoundError(
-                NAME, str(root), missing, _LAYOUT,
-                f"Wingert2026Dataset({str(root)!r}, download=True) or "
+        require_raw_files(
+            NAME, root, lambda: self._missing(root, self.return_waveform), download=download,
+            fetch=lambda: download_wingert2026(root, wav=self.return_waveform), layout=_LAYOUT,
+            fix=f"Wingert2026Dataset({str(root)!r}, download=True) or "
                 f"deepSTRF.datasets.audio.wingert2026.download_wingert2026({str(root)!r}"
                 f"{', wav=True' if self.return_waveform else ''})  (~4.4 GB"
                 f"{' + ~3.7 GB of wavs' if self.return_waveform else ''}, Zenodo record {ZENODO_RECORD})")

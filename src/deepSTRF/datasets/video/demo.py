@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._simulated import check_design_args, draw_design, poisson_row
 from .video_dataset import VideoNeuralDataset
 
 __all__ = ["VideoDemoDataset"]
@@ -104,11 +105,7 @@ class VideoDemoDataset(VideoNeuralDataset):
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if n_channels not in (1, 3):
             raise ValueError(f"n_channels must be 1 (grey) or 3 (RGB), got {n_channels!r}")
-        if not 0.0 <= missing_fraction < 1.0:
-            raise ValueError(f"missing_fraction must be in [0, 1), got {missing_fraction!r}")
-        t_min, t_max = duration_bins
-        if not 2 * n_lags <= t_min <= t_max:
-            raise ValueError(f"duration_bins must satisfy 2*n_lags <= low <= high, got {duration_bins!r}")
+        check_design_args(missing_fraction, duration_bins, n_lags)
         gen = torch.Generator().manual_seed(seed)
         self.C, self.H, self.W = n_channels, height, width
         filters, centres, orientations = self._make_filters(gen, n_neurons, n_channels, height, width, n_lags)
@@ -116,17 +113,7 @@ class VideoDemoDataset(VideoNeuralDataset):
         self.true_bias = 0.3 + 0.3 * torch.rand(n_neurons, generator=gen, dtype=torch.float64)
         self.true_gain = 0.4 + 0.4 * torch.rand(n_neurons, generator=gen, dtype=torch.float64)
 
-        splits = ["train"] * n_stims
-        n_test = max(1, round(0.15 * n_stims))
-        n_val = max(1, round(0.15 * n_stims))
-        for s in range(n_stims - n_test - n_val, n_stims - n_test):
-            splits[s] = "val"
-        for s in range(n_stims - n_test, n_stims):
-            splits[s] = "test"
-        test = torch.tensor([sp == "test" for sp in splits])
-        recorded = torch.rand(n_stims, n_neurons, generator=gen) >= missing_fraction
-        recorded[test] = True
-        durations = torch.randint(t_min, t_max + 1, (n_stims,), generator=gen).tolist()
+        splits, recorded, durations = draw_design(gen, n_stims, n_neurons, missing_fraction, duration_bins)
 
         P = n_channels * height * width
         weight = filters.reshape(n_neurons, P, n_lags).flip(-1)  # conv1d correlates; flip so lag 0 is the current bin
@@ -142,17 +129,9 @@ class VideoDemoDataset(VideoNeuralDataset):
             contrast = (movie - 0.5).reshape(1, P, T)
             drive = F.conv1d(F.pad(contrast, (n_lags - 1, 0)), weight).squeeze(0) + self.true_bias[:, None]
             rate = self.true_gain[:, None] * torch.relu(drive)  # (N, T) spikes per bin
-            low = min(3, max_repeats) if splits[s] == "test" else 1
-            repeats = torch.randint(low, max_repeats + 1, (n_neurons,), generator=gen).tolist()
-            row = []
-            for n in range(n_neurons):
-                if not recorded[s, n]:
-                    row.append(torch.full((1, 1), math.nan))
-                    continue
-                counts = torch.poisson(rate[n].expand(repeats[n], T).contiguous(), generator=gen)
-                row.append(counts.float())
+            min_repeats = min(3, max_repeats) if splits[s] == "test" else 1
             self.stims.append(movie.float())
-            self.responses.append(row)
+            self.responses.append(poisson_row(gen, rate, recorded[s], min_repeats, max_repeats))
             self.stim_meta.append(meta)
         self.nrn_meta = [
             {
