@@ -62,6 +62,27 @@ def current_rss() -> int:
         return 0
 
 
+def _restart_peak() -> None:
+    """Restart the kernel's peak-RSS counter (``VmHWM``) at the current RSS (Linux >= 4.0; no-op elsewhere)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        pass
+
+
+def _peak_since_restart() -> int:
+    """``VmHWM`` in bytes: the peak RSS since the last ``_restart_peak`` (``peak_rss()`` where unavailable)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return peak_rss()
+
+
 # --------------------------------------------------------------------------- worker (fresh process)
 
 
@@ -102,7 +123,7 @@ def _worker(job: dict) -> None:
     record: dict = {"running": "load", "steps": {}}
     if job["memory_limit_gib"]:
         _stop_above(int(job["memory_limit_gib"] * 2**30), record)
-    base = peak_rss()
+    base, floor = peak_rss(), current_rss()
     t0 = time.perf_counter()
     ds = loader(job["root"], **job["kwargs"])
     record["seconds"] = time.perf_counter() - t0
@@ -110,9 +131,11 @@ def _worker(job: dict) -> None:
     for step in job["steps"]:
         name = step.partition(":")[2]
         record["running"] = name
+        _restart_peak()
         t0 = time.perf_counter()
         values = _resolve(step)(ds) or {}
-        record["steps"][name] = {"seconds": time.perf_counter() - t0, "rss": peak_rss() - base, **values}
+        record["steps"][name] = {"seconds": time.perf_counter() - t0, "rss": peak_rss() - base,
+                                 "peak": _peak_since_restart() - floor, **values}
     record["running"] = "checksum"
     nbytes, check = _bytes_and_checksum(ds)
     del record["running"]
@@ -163,7 +186,8 @@ def measure(target: str, root: Path, cache: Path, kwargs: dict, clear: bool, thr
         right after the constructor), ``rss`` (the same after the steps and a
         pass over every tensor), ``bytes`` (stims + real responses), ``N``,
         ``S``, ``pairs`` (real (stim, neuron) pairs), ``check`` (sum of all
-        values, NaN as 0) and ``steps`` (name -> ``seconds``, ``rss`` and the
+        values, NaN as 0) and ``steps`` (name -> ``seconds``, ``rss``, ``peak``
+        — the step's own peak RSS over the post-import RSS, on Linux — and the
         hook's values); only what was measured, plus ``stopped``, when the
         memory limit ended the run.
 
@@ -231,7 +255,8 @@ def run_build_and_reload(target: str, root: Path, cache: Path, kwargs: dict | No
     step_summary = {}
     for name, first in reloads[0]["steps"].items():
         step_summary[name] = {**first, "seconds": statistics.median(r["steps"][name]["seconds"] for r in reloads),
-                              "rss": max(r["steps"][name]["rss"] for r in reloads)}
+                              "rss": max(r["steps"][name]["rss"] for r in reloads),
+                              "peak": max(r["steps"][name]["peak"] for r in reloads)}
     return {"builds": builds, "reloads": reloads,
             "build_s": statistics.median(r["seconds"] for r in builds),
             "reload_s": statistics.median(r["seconds"] for r in reloads),
@@ -289,7 +314,7 @@ def report(label: str, result: dict, *, min_ratio: float = 20.0, max_build_peak:
     if result["steps"]:
         print("  after reload: " + "   ".join(
             f"{name} {step['seconds']:.3f} s ({step['rss'] / nbytes:.2f}x"
-            + "".join(f", {k} {v}" for k, v in step.items() if k not in ("seconds", "rss")) + ")"
+            + "".join(f", {k} {v}" for k, v in step.items() if k not in ("seconds", "rss", "peak")) + ")"
             for name, step in result["steps"].items()))
     missed = []
     if b / r < min_ratio:

@@ -38,18 +38,17 @@ bytes (quality within 1.5x).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import resource
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _loader_bench import measure, prepare_raw, report, run_build_and_reload, verdict  # noqa: E402
+
+TARGET = "deepSTRF.datasets.audio.downer2025:Downer2025Dataset"
 
 FS, WAV_FS, N_SENT, N_TEST, N_VOCS, N_SLOTS = 16000, 41000, 499, 11, 303, 780
 TEST_IDS = (12, 13, 32, 43, 56, 163, 212, 218, 287, 308)
@@ -148,20 +147,10 @@ def make_raw(root: Path, channels: list[int], seed: int = 0) -> None:
                                                                                "trial": trial})
 
 
-# --------------------------------------------------------------------------- one load in a fresh process
+# --------------------------------------------------------------------------- hooks run in the worker
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def _install_torchaudio_stand_in() -> None:
+def torchaudio_stand_in() -> None:
     """Serve the reference's ``torchaudio`` calls with this package's Kaldi filterbank and resampler."""
     import types
 
@@ -170,6 +159,10 @@ def _install_torchaudio_stand_in() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     from deepSTRF.datasets.audio._spectrogram import resample_polyphase
     from deepSTRF.datasets.audio.downer2025 import kaldi_fbank
+
+    sys.path.pop(0)
+    for name in [m for m in sys.modules if m == "deepSTRF" or m.startswith("deepSTRF.")]:
+        del sys.modules[name]  # the functions keep their module globals; the reference imports its own package
 
     def fbank(wave, num_mel_bins=23, sample_frequency=16000.0, frame_length=25.0, frame_shift=10.0,
               high_freq=0.0, **_):
@@ -185,146 +178,81 @@ def _install_torchaudio_stand_in() -> None:
     module.functional = types.SimpleNamespace(resample=resample)  # type: ignore[attr-defined]
     module.transforms = types.SimpleNamespace()  # type: ignore[attr-defined]
     sys.modules["torchaudio"] = module
-    sys.path.pop(0)
-    for name in [m for m in sys.modules if m == "deepSTRF" or m.startswith("deepSTRF.")]:
-        del sys.modules[name]  # the functions above keep their module globals; the reference imports afresh
 
 
-def _guard(limit: int, base: int, out: dict) -> None:
-    """Stop the process when it grows by more than ``limit`` bytes, printing what it measured so far."""
-    def watch() -> None:
-        while True:
-            if _rss() - base > limit:
-                out["stopped"] = f"RSS over {limit / 2**30:.0f} GiB during {out.get('running')}"
-                print(json.dumps(out), flush=True)
-                os._exit(3)
-            time.sleep(0.05)
-
-    threading.Thread(target=watch, daemon=True).start()
+def masks(ds) -> None:
+    """First access of the (S, N) pair mask."""
+    ds.nrn_masks  # noqa: B018
 
 
-def _tensor_bytes(ds) -> int:
-    nbytes = sum(t.numel() * t.element_size() for t in ds.stims)
-    for s, row in enumerate(ds.responses):
-        for n in ds.nrn_masks[s].nonzero().flatten().tolist():
-            nbytes += row[n].numel() * row[n].element_size()
-    return nbytes
-
-
-def _worker(which: str, root: str, stimuli: str, steps: list[str], limit_gib: float) -> None:
-    if which == "reference":
-        _install_torchaudio_stand_in()
-        from deepSTRF.datasets.audio.downer2025 import Downer2025Dataset
-        from deepSTRF.utils.data import neural_collate
-    else:
-        from deepSTRF.datasets.audio.downer2025 import Downer2025Dataset
-        from deepSTRF.utils.data import neural_collate
-    import torch
+def epoch(ds) -> None:
+    """One DataLoader pass, batches of 4 stimuli with every neuron."""
     from torch.utils.data import DataLoader
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    base = _peak()
-    out: dict = {"running": "load"}
-    _guard(int(limit_gib * 2**30), _rss(), out)
-    t0 = time.perf_counter()
-    ds = Downer2025Dataset(root, stimuli=stimuli)
-    out["load"] = time.perf_counter() - t0
-    out["load_peak"] = _peak() - base
-    out["S"], out["N"] = ds.get_S(), ds.N_neurons
-    for step in steps:
-        out["running"] = step
-        t0 = time.perf_counter()
-        if step == "masks":
-            ds.nrn_masks  # noqa: B018
-        elif step == "epoch":
-            for _ in DataLoader(ds, batch_size=4, collate_fn=neural_collate):
-                pass
-        elif step == "quality":
-            q = ds.compute_neuron_quality()
-            ccmax = next(v for k, v in q.items() if k.lower() == "ccmax")
-            out["finite_ccmax"] = int(torch.isfinite(torch.as_tensor(ccmax)).sum())
-        elif step == "normalize":
-            ds.normalize_responses("zscore")
-        out[step] = time.perf_counter() - t0
-        out[step + "_peak"] = _peak() - base
-        if step == "masks":
-            out["bytes"] = _tensor_bytes(ds)
-    out.pop("running")
-    out.setdefault("bytes", _tensor_bytes(ds))
-    print(json.dumps(out), flush=True)
+    from deepSTRF.utils.data import neural_collate
+
+    for _ in DataLoader(ds, batch_size=4, collate_fn=neural_collate):
+        pass
 
 
-def run(python: str, which: str, root: Path, cache: Path, stimuli: str, steps: list[str], clear: bool,
-        threads: int, limit_gib: float) -> dict:
-    """One load (+ ``steps``) in a fresh process; ``clear`` empties ``cache`` first."""
-    env = dict(os.environ, DEEPSTRF_CACHE=str(cache), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    if which == "ours":
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
-    else:
-        env.pop("PYTHONPATH", None)
-    if clear:
-        for f in cache.glob("*"):
-            f.unlink()
-    proc = subprocess.run([python, __file__, "--worker", which, str(root), stimuli, ",".join(steps), str(limit_gib)],
-                          env=env, capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        raise RuntimeError(f"{which} {stimuli} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+def quality(ds) -> dict:
+    """SNR and CCmax of every neuron."""
+    import torch
+
+    result = ds.compute_neuron_quality()
+    ccmax = next(v for k, v in result.items() if k.lower() == "ccmax")
+    return {"finite_ccmax": int(torch.isfinite(torch.as_tensor(ccmax)).sum())}
 
 
-# --------------------------------------------------------------------------- report
+def normalize(ds) -> None:
+    """Per-neuron z-scoring of the responses."""
+    ds.normalize_responses("zscore")
 
 
-def _fmt(x: float | None) -> str:
-    return "—" if x is None else f"{x:.3f}"
+# --------------------------------------------------------------------------- parent
 
 
 def _mode(args, root: Path, cache: Path, stimuli: str) -> bool:
-    steps = [s for s in STEPS if s in args.steps]
-    builds = [run(sys.executable, "ours", root, cache, stimuli, [], True, args.threads, args.memory_limit)
-              for _ in range(args.repeat)]
-    reloads = [run(sys.executable, "ours", root, cache, stimuli, steps, False, args.threads, args.memory_limit)
-               for _ in range(args.repeat)]
-    ours = {"load": statistics.median(b["load"] for b in builds), "reload": statistics.median(r["load"] for r in reloads)}
-    for s in steps:
-        ours[s] = statistics.median(r[s] for r in reloads)
-    nbytes = builds[0]["bytes"]
-    build_peak = max(b["load_peak"] for b in builds) / nbytes
-    step_peak = max(r.get(s + "_peak", r["load_peak"]) for r in reloads for s in ["load"] + steps) / nbytes
-    ref = None
+    steps = [s for s in STEPS if s in args.steps.split(",")]
+    kwargs, hooks = {"stimuli": stimuli}, [f"downer2025:{s}" for s in steps]
+    ours = run_build_and_reload(TARGET, root, cache, kwargs, args.repeat, args.threads, steps=hooks,
+                                memory_limit_gib=args.memory_limit)
+    print()
+    ok = report(f"Downer2025 {stimuli}", ours, max_reload_s=5.0, max_step_s={"quality": 60.0})
+    nbytes = ours["bytes"]
+    ref: dict = {}
     if args.reference:
-        ref = run(args.reference, "reference", root, cache, stimuli, [s for s in steps if s in args.reference_steps],
-                  False, args.threads, args.memory_limit)
-    print(f"\n{stimuli}: S={builds[0]['S']} N={builds[0]['N']}, tensors {nbytes / 2**20:.0f} MiB"
-          + (f", finite CCmax {reloads[0].get('finite_ccmax')}/{builds[0]['N']}" if "quality" in steps else ""))
-    print(f"  {'step':<22}{'ours (s)':>9}{'ref (s)':>9}{'ratio':>9}   peak (x tensor bytes) ours / ref")
-    rows = [("build from raw", ours["load"], "load", build_peak)] + \
-           [("cached reload", ours["reload"], None, max(r["load_peak"] for r in reloads) / nbytes)] + \
-           [(s, ours[s], s, max(r[s + "_peak"] for r in reloads) / nbytes) for s in steps]
-    for label, mine, key, peak in rows:
-        theirs = ref.get(key) if (ref and key) else None
-        ratio = f"{theirs / mine:7.1f}x" if theirs and mine > 0 and theirs / mine < 1e5 else "       "
-        ref_peak = f"{ref[key + '_peak'] / ref['bytes']:.2f}" if (ref and key and key + "_peak" in ref
-                                                                 and "bytes" in ref) else "—"
-        print(f"  {label:<22}{mine:9.3f}{_fmt(theirs):>9}{ratio:>9}   {peak:.2f} / {ref_peak}")
-    if ref and "stopped" in ref:
+        ref = measure(TARGET, root, cache, kwargs, False, args.threads, python=args.reference,
+                      setup="downer2025:torchaudio_stand_in", memory_limit_gib=args.memory_limit,
+                      steps=[h for h, s in zip(hooks, steps) if s in args.reference_steps.split(",")])
+    rows = [("build from raw", ours["build_s"], ref.get("seconds"),
+             ours["build_peak"], ref.get("rss") if "steps" not in ref or not ref["steps"] else ref.get("load_rss"))]
+    rows.append(("cached reload", ours["reload_s"], None, max(r["load_rss"] for r in ours["reloads"]), None))
+    for s in steps:
+        theirs = ref.get("steps", {}).get(s, {})
+        rows.append((s, ours["steps"][s]["seconds"], theirs.get("seconds"), ours["steps"][s]["peak"],
+                     theirs.get("peak")))
+    print(f"  {'':<16}{'ours (s)':>10}{'ref (s)':>10}{'ref/ours':>10}   peak RSS / tensor bytes: ours   ref")
+    for label, mine, theirs, peak, ref_peak in rows:
+        ratio = f"{theirs / mine:9.1f}x" if theirs and mine > 0 else f"{'':>10}"
+        print(f"  {label:<16}{mine:10.3f}{'' if theirs is None else f'{theirs:.3f}':>10}{ratio}   "
+              f"{peak / nbytes:32.2f}   {'' if ref_peak is None else f'{ref_peak / nbytes:.2f}'}")
+    if "stopped" in ref:
         print(f"  reference stopped: {ref['stopped']}")
-    ok = ours["reload"] < 5.0 and ours["load"] / ours["reload"] >= 20 and max(build_peak, step_peak) <= 2.2
-    if "quality" in steps:
-        ok &= ours["quality"] < 60.0
-    if ref and "load" in ref:
-        ok &= ref["load"] / ours["load"] >= 5
-    print(f"  build/reload {ours['load'] / ours['reload']:.1f}x; "
-          + ("targets met" if ok else "TARGET MISSED"))
+    worst_step = max((ours["steps"][s]["peak"] for s in steps), default=0) / nbytes
+    if worst_step > 2.2:
+        print(f"  missed: a step peaks at {worst_step:.2f}x the tensor bytes")
+        ok = False
+    if "quality" in steps and ours["steps"]["quality"]["peak"] / nbytes > 1.5:
+        print("  missed: quality above 1.5x the tensor bytes")
+        ok = False
+    if ref.get("seconds") and ref["seconds"] / ours["build_s"] < 5:
+        print("  missed: build less than 5x faster than the reference")
+        ok = False
     return ok
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "--worker":
-        _worker(argv[1], argv[2], argv[3], [s for s in argv[4].split(",") if s], float(argv[5]))
-        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--real", action="store_true", help="the real layout: 41 sessions, 1718 channels")
     parser.add_argument("--sessions", type=int, default=2)
@@ -338,17 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-steps", default=",".join(STEPS))
     parser.add_argument("--memory-limit", type=float, default=14.0, metavar="GIB")
     args = parser.parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="downer-bench-"))
-    root = args.keep or tmp / "auditory_cortex_data"
-    if not (root / "sessions_metadata.yml").exists():
-        t0 = time.perf_counter()
-        make_raw(root, REAL_CHANNELS if args.real else [args.channels] * args.sessions)
-        size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-        print(f"generated {size / 2**20:.0f} MiB in {time.perf_counter() - t0:.1f} s under {root}")
-    cache = tmp / "cache"
-    cache.mkdir(exist_ok=True)
-    ok = all([_mode(args, root, cache, s) for s in args.stimuli.split(",")])
-    return 0 if ok else 1
+    channels = REAL_CHANNELS if args.real else [args.channels] * args.sessions
+    with tempfile.TemporaryDirectory(prefix="downer-bench-") as tmp:
+        root = args.keep or Path(tmp) / "auditory_cortex_data"
+        prepare_raw(root, "sessions_metadata.yml", partial(make_raw, channels=channels),
+                    f"{len(channels)} sessions, {sum(channels)} channels")
+        ok = all([_mode(args, root, Path(tmp) / "cache", s) for s in args.stimuli.split(",")])
+    return verdict(ok)
 
 
 if __name__ == "__main__":
