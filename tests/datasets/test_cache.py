@@ -324,3 +324,40 @@ def test_release_mapped_pages_drops_clean_pages_and_keeps_every_value(tmp_path):
     assert _only_file_pages(views[0].data_ptr(), views[0].data_ptr() + 4096)
     release_mapped_pages([torch.ones(3)], region)  # tensors outside the map are ignored
     assert path.read_bytes() == values.tobytes()  # the file itself never changes
+
+
+def _age(path: Path, seconds: float = 60.0) -> None:
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - int(seconds * 1e9)))
+
+
+def test_verification_record_skips_the_body_pass_only_for_the_exact_file(raw, cache_env, monkeypatch):
+    build = Builder()
+    reference = digest(_load(raw, build))
+    (path,) = _cache_files(cache_env)
+    record = path.with_name(path.name + ".verified")
+    _load(raw, build)
+    assert not record.exists()  # a file younger than any timestamp granularity is never vouched for
+    _age(path)
+    _load(raw, build)  # full check, then the record
+    assert record.exists() and build.calls == 1
+    aged = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x10
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(aged.st_atime_ns, aged.st_mtime_ns))  # same identity: the record vouches, body not re-read
+    assert digest(_load(raw, build)) != reference and build.calls == 1
+    monkeypatch.setenv("DEEPSTRF_CACHE_VERIFY", "1")  # forced full check finds the bad byte
+    with pytest.warns(CacheWarning, match="checksum"):
+        assert digest(_load(raw, build)) == reference
+    assert build.calls == 2
+    monkeypatch.delenv("DEEPSTRF_CACHE_VERIFY")
+    _age(path)
+    _load(raw, build)
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x10
+    path.write_bytes(bytes(data))  # an ordinary rewrite changes the mtime: the record no longer applies
+    with pytest.warns(CacheWarning, match="checksum"):
+        assert digest(_load(raw, build)) == reference
+    assert build.calls == 3
+    assert clear_cache() == 1 and not record.exists()

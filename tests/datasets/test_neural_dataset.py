@@ -601,3 +601,38 @@ def test_whole_dataset_transforms_of_a_cached_dataset_keep_old_views_intact(tmp_
             expected = responses[s][n] + (1.0 if (s, n) == (1, 2) else 0.0)
             torch.testing.assert_close(old[s][n], expected)
     assert not torch.equal(ds.responses[0][0], responses[0][0])
+
+
+def test_validate_skips_cell_checks_the_cache_file_already_passed(tmp_path, monkeypatch):
+    from deepSTRF.datasets import AudioNeuralDataset
+    import os
+
+    from deepSTRF.datasets import neural_dataset as nd
+    from deepSTRF.datasets._cache import Payload
+
+    monkeypatch.setenv("DEEPSTRF_CACHE", str(tmp_path / "cache"))
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(b"raw data")
+
+    class Cached(AudioNeuralDataset):
+        def __init__(self):
+            super().__init__(str(tmp_path), 5.0)
+            stims = [torch.ones(1, 2, 4), torch.zeros(1, 2, 3)]
+            responses = [[torch.ones(2, 4), sentinel()], [sentinel(), torch.ones(1, 3)]]
+            self._load_or_build(lambda: Payload(stims, responses, [{}, {}], [{}, {}], {"F": 2}),
+                                params={}, raw_files=[raw])
+            self.validate()
+
+    checked = []
+    real_check = nd._cells_conform
+    monkeypatch.setattr(nd, "_cells_conform", lambda cells, T: checked.append(len(cells)) or real_check(cells, T))
+    Cached()
+    (path,) = (tmp_path / "cache").glob("*.dscache")
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 60_000_000_000))
+    Cached()  # body verified and recorded, then the cells checked and recorded
+    assert checked == [1, 1] * 2
+    ds = Cached()  # this file's cells already passed: validate() skips them once
+    assert checked == [1, 1] * 2
+    ds.validate()  # a later explicit call checks everything again
+    assert checked == [1, 1] * 3

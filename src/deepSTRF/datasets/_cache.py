@@ -37,6 +37,15 @@ truncated or corrupt file (wrong length, magic, version, CRC or checksum, or a
 table pointing outside the data) is reported with a :class:`CacheWarning` and
 rebuilt, never trusted.
 
+Reading every page to check the body costs about a third of a reload. Once a
+file has passed that check and is at least two seconds old (older than any
+file system's timestamp granularity, so a later rewrite cannot keep its
+mtime), a ``<file>.verified`` record of its identity (inode, size, mtime,
+header checksum) lets later loads skip the body pass; the dataset's
+``validate()`` adds to the record that the tensors passed the storage checks,
+so later loads skip those too. Any rewrite of the file changes its identity and
+brings both checks back. ``DEEPSTRF_CACHE_VERIFY=1`` checks every load in full.
+
 A loaded :class:`Payload` records its file (:class:`CacheSource`: path, inode,
 size, mtime, header checksum). A dataset pickled for another process
 (DataLoader worker) sends that record instead of the bytes while its tensors
@@ -58,6 +67,7 @@ dict keys become strings, NaN and infinities are kept. Other types raise
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import hashlib
@@ -70,6 +80,7 @@ import re
 import struct
 import sys
 import tempfile
+import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -190,6 +201,9 @@ class Payload:
     #: Set by the cache loader: the base tensors of ``stims``, the real responses
     #: and the sentinels (their version counters reveal in-place edits).
     bases: tuple | None = field(default=None, compare=False, repr=False)
+    #: Set by the cache loader: a verification record says these exact bytes
+    #: already passed the dataset's storage checks (``NeuralDataset.validate``).
+    cells_checked: bool = field(default=False, compare=False, repr=False)
 
     @property
     def nbytes(self) -> int:
@@ -530,11 +544,16 @@ def _load(path: Path, expect: CacheSource | None = None, *, stims: bool = True, 
         raise _CorruptCache(f"file is {size} bytes, its header says {total} (truncated?)")
     if (total - _HEADER_SIZE) % 8:
         raise _CorruptCache("body length is not a multiple of 8")
+    record = None
     if expect is not None:
         if (checksum, S, N) != (expect.checksum, expect.S, expect.N):
             raise _CorruptCache("the file's header changed since it was loaded")
-    elif int(np.add.reduce(mm[_HEADER_SIZE:].view("<u8"), dtype=np.uint64)) != checksum:
-        raise _CorruptCache("checksum mismatch (corrupt bytes)")
+    else:
+        record = _read_record(path, st, checksum)
+        if record is None:
+            if int(np.add.reduce(mm[_HEADER_SIZE:].view("<u8"), dtype=np.uint64)) != checksum:
+                raise _CorruptCache("checksum mismatch (corrupt bytes)")
+            _write_record(path, st, checksum, cells_checked=False)
     sec = {name: fields[7 + 2 * i: 9 + 2 * i] for i, name in enumerate(_SECTIONS)}
     for name, (off, length) in sec.items():
         if off < _HEADER_SIZE or off + length > total or (name != "meta" and off % _ALIGN):
@@ -575,7 +594,67 @@ def _load(path: Path, expect: CacheSource | None = None, *, stims: bool = True, 
             gc.enable()
     source = CacheSource(str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, checksum, S, N)
     return Payload(stim_list, resp_grid, stim_meta, nrn_meta, attrs, _mask_from_table(resp_table, S, N),
-                   source=source, bases=(stim_flat, resp_flat, sentinel_base))
+                   source=source, bases=(stim_flat, resp_flat, sentinel_base),
+                   cells_checked=bool(record and record.get("cells_checked")))
+
+
+# --------------------------------------------------------------------------- verification records
+
+_TRUST_AGE_NS = 2_000_000_000
+
+
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".verified")
+
+
+def _read_record(path: Path, st: os.stat_result, checksum: int) -> dict | None:
+    """The verification record of ``path`` if it vouches for exactly this file, else ``None``."""
+    if os.environ.get("DEEPSTRF_CACHE_VERIFY", "").strip() not in ("", "0"):
+        return None
+    try:
+        record = json.loads(_record_path(path).read_text())
+        same = [record["inode"], record["size"], record["mtime_ns"], record["checksum"]] == \
+            [st.st_ino, st.st_size, st.st_mtime_ns, checksum]
+        old_enough = record["verified_at_ns"] - st.st_mtime_ns >= _TRUST_AGE_NS
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record if same and old_enough else None
+
+
+def _write_record(path: Path, st: os.stat_result, checksum: int, cells_checked: bool) -> None:
+    """Record that ``path`` (identity ``st``) passed the body check; only once it is old enough (best effort)."""
+    now = time.time_ns()
+    if now - st.st_mtime_ns < _TRUST_AGE_NS:
+        return
+    record = {"inode": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "checksum": checksum,
+              "verified_at_ns": now, "cells_checked": cells_checked}
+    target = _record_path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f)
+        os.replace(tmp, target)
+    except OSError:
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(tmp)
+
+
+def mark_cells_checked(source: CacheSource) -> None:
+    """Add to the verification record of ``source`` that its tensors passed the dataset's storage checks.
+
+    Only when a record already vouches for exactly this file (same identity and
+    header checksum): a file too young for a record is checked in full again at
+    its next load.
+    """
+    path = Path(source.path)
+    try:
+        st = path.stat()
+    except OSError:
+        return
+    if (st.st_ino, st.st_size, st.st_mtime_ns) != (source.inode, source.size, source.mtime_ns):
+        return
+    if _read_record(path, st, source.checksum) is not None:
+        _write_record(path, st, source.checksum, cells_checked=True)
 
 
 def _typed(storage: torch.UntypedStorage, section: tuple[int, int], dtype: torch.dtype) -> Tensor:
@@ -938,4 +1017,5 @@ def clear_cache(dataset: str | None = None) -> int:
         finally:
             lock.release()
         Path(str(entry) + ".lock").unlink(missing_ok=True)
+        _record_path(entry).unlink(missing_ok=True)
     return removed

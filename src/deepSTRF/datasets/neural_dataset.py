@@ -290,6 +290,10 @@ class NeuralDataset(Dataset):
         self.stims = list(payload.stims)
         self.responses = [list(row) for row in payload.responses]
         self._cache_origin = _CacheOrigin.of(payload)
+        # consumed by the next validate(): skip the per-cell checks these exact bytes already passed,
+        # or record that they pass
+        self._cells_checked_once = payload.cells_checked
+        self._cells_to_record = None if payload.cells_checked else payload.source
         self.stim_meta = list(payload.stim_meta)
         self.nrn_meta = list(payload.nrn_meta)
         self.N_neurons = len(self.nrn_meta)
@@ -1056,6 +1060,8 @@ class NeuralDataset(Dataset):
             if not isinstance(meta, dict):
                 raise TypeError(f"{name}.nrn_meta[{i}] must be a dict, got {type(meta).__name__}")
         masks = self.nrn_masks
+        cells_checked = self.__dict__.pop("_cells_checked_once", False)
+        cells_to_record = self.__dict__.pop("_cells_to_record", None)
         for s in range(S):
             stim = self.stims[s]
             where = f"{name}.stims[{s}]"
@@ -1068,6 +1074,8 @@ class NeuralDataset(Dataset):
                 raise DatasetFormatError(
                     f"{name}.responses[{s}]", "length", f"{len(row)} tensors", f"N_neurons={self.N_neurons}"
                 )
+            if cells_checked:
+                continue
             expected_T = self._expected_response_T(s)
             real = masks[s].nonzero().flatten().tolist()
             if _cells_conform([row[n] for n in real], expected_T):
@@ -1094,7 +1102,10 @@ class NeuralDataset(Dataset):
                     raise DatasetFormatError(
                         where, "T", f"{T} bins", f"{expected_T} bins to match stims[{s}] of shape {tuple(stim.shape)}"
                     )
+        if cells_to_record is not None:
+            from ._cache import mark_cells_checked
 
+            mark_cells_checked(cells_to_record)
 
 
 def _cells_conform(cells: list, expected_T: int | None) -> bool:
