@@ -37,7 +37,7 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -83,26 +83,21 @@ def _peak_since_restart() -> int:
     return peak_rss()
 
 
+def _rss_of(pid: int) -> int:
+    """Current resident set size of process ``pid``, in bytes (Linux; 0 elsewhere or once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 # --------------------------------------------------------------------------- worker (fresh process)
 
 
 def _resolve(spec: str) -> Any:
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)
-
-
-def _stop_above(limit: int, record: dict) -> None:
-    """Print ``record`` with a ``stopped`` note and exit once this process grows by more than ``limit`` bytes."""
-    base = current_rss()
-
-    def watch() -> None:
-        while current_rss() - base <= limit:
-            time.sleep(0.05)
-        record["stopped"] = f"RSS over {limit / 2**30:.1f} GiB during {record.get('running')}"
-        print(json.dumps(record), flush=True)
-        os._exit(3)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def _bytes_and_checksum(ds: Any) -> tuple[int, float]:
@@ -121,8 +116,6 @@ def _worker(job: dict) -> None:
         _resolve(job["setup"])()
     loader = _resolve(job["target"])
     record: dict = {"running": "load", "steps": {}}
-    if job["memory_limit_gib"]:
-        _stop_above(int(job["memory_limit_gib"] * 2**30), record)
     base, floor = peak_rss(), current_rss()
     t0 = time.perf_counter()
     ds = loader(job["root"], **job["kwargs"])
@@ -131,6 +124,7 @@ def _worker(job: dict) -> None:
     for step in job["steps"]:
         name = step.partition(":")[2]
         record["running"] = name
+        print(json.dumps(record), flush=True)  # what was measured so far, should this step kill the process
         _restart_peak()
         t0 = time.perf_counter()
         values = _resolve(step)(ds) or {}
@@ -176,8 +170,9 @@ def measure(target: str, root: Path, cache: Path, kwargs: dict, clear: bool, thr
         Interpreter of the worker; another one runs without this checkout's
         ``src/`` and ``tests/`` on ``PYTHONPATH``, i.e. with its own ``deepSTRF``.
     memory_limit_gib : float, optional
-        Stop the worker once its RSS grows by more than this; the partial
-        record comes back with a ``"stopped"`` note.
+        Kill the worker once its RSS exceeds this (watched from this process);
+        a worker that dies, killed here or by the OS, returns what it had
+        measured before the step it was in, with a ``"stopped"`` note.
 
     Returns
     -------
@@ -207,12 +202,28 @@ def measure(target: str, root: Path, cache: Path, kwargs: dict, clear: bool, thr
     cache.mkdir(parents=True, exist_ok=True)
     job = {"target": target, "root": str(root), "kwargs": kwargs, "steps": list(steps), "setup": setup,
            "memory_limit_gib": memory_limit_gib}
-    proc = subprocess.run([python or sys.executable, __file__, json.dumps(job)], env=env, capture_output=True,
-                          text=True, check=False)
-    records = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    limit = None if memory_limit_gib is None else int(memory_limit_gib * 2**30)
+    stopped = False
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([python or sys.executable, __file__, json.dumps(job)], env=env, stdout=out,
+                                stderr=err, text=True)
+        # watched from here: a worker stuck in one long C call (holding the GIL) cannot watch itself
+        while proc.poll() is None:
+            if limit is not None and _rss_of(proc.pid) > limit:
+                proc.kill()
+                stopped = True
+            time.sleep(0.05)
+        out.seek(0)
+        err.seek(0)
+        records = [line for line in out.read().splitlines() if line.startswith("{")]
+        errors = err.read()
     if not records:
-        raise RuntimeError(f"{target} on {root} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(records[-1])
+        raise RuntimeError(f"{target} on {root} failed (exit {proc.returncode}):\n{errors[-3000:]}")
+    record = json.loads(records[-1])
+    if proc.returncode != 0:
+        why = f"RSS over {memory_limit_gib:g} GiB" if stopped else f"exit {proc.returncode}"
+        record["stopped"] = f"{why} during {record.get('running')}"
+    return record
 
 
 def run_build_and_reload(target: str, root: Path, cache: Path, kwargs: dict | None = None, repeat: int = 3,

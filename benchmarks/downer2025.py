@@ -228,7 +228,7 @@ def _mode(args, root: Path, cache: Path, stimuli: str) -> bool:
                       setup="downer2025:torchaudio_stand_in", memory_limit_gib=args.memory_limit,
                       steps=[h for h, s in zip(hooks, steps) if s in args.reference_steps.split(",")])
     rows = [("build from raw", ours["build_s"], ref.get("seconds"),
-             ours["build_peak"], ref.get("rss") if "steps" not in ref or not ref["steps"] else ref.get("load_rss"))]
+             ours["build_peak"], ref.get("load_rss"))]
     rows.append(("cached reload", ours["reload_s"], None, max(r["load_rss"] for r in ours["reloads"]), None))
     for s in steps:
         theirs = ref.get("steps", {}).get(s, {})
