@@ -53,12 +53,12 @@ def peak_rss() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def current_rss() -> int:
-    """Current resident set size of this process, in bytes (Linux; 0 elsewhere)."""
+def current_rss(pid: int | str = "self") -> int:
+    """Current resident set size of process ``pid`` (default: this one), in bytes (Linux; 0 elsewhere or once gone)."""
     try:
-        with open("/proc/self/statm") as statm:
+        with open(f"/proc/{pid}/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
+    except (OSError, ValueError, IndexError):
         return 0
 
 
@@ -81,15 +81,6 @@ def _peak_since_restart() -> int:
     except OSError:
         pass
     return peak_rss()
-
-
-def _rss_of(pid: int) -> int:
-    """Current resident set size of process ``pid``, in bytes (Linux; 0 elsewhere or once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 # --------------------------------------------------------------------------- worker (fresh process)
@@ -209,7 +200,7 @@ def measure(target: str, root: Path, cache: Path, kwargs: dict, clear: bool, thr
                                 stderr=err, text=True)
         # watched from here: a worker stuck in one long C call (holding the GIL) cannot watch itself
         while proc.poll() is None:
-            if limit is not None and _rss_of(proc.pid) > limit:
+            if limit is not None and current_rss(proc.pid) > limit:
                 proc.kill()
                 stopped = True
             time.sleep(0.05)

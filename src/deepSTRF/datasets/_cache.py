@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gc
 import hashlib
 import json
@@ -851,11 +852,18 @@ def release_mapped_pages(tensors: Iterable[Tensor], region: Tensor) -> None:
     first, last = -(-low // page) * page, (high // page) * page
     if last <= first or not _only_file_pages(first, last):
         return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
+    if libc is not None:
         libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), ctypes.c_int(_MADV_DONTNEED))
-    except (OSError, AttributeError):
-        pass
+
+
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL | None:
+    """The C library of this (Linux) process, loaded once; ``None`` where it cannot be loaded."""
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
 
 
 def _release_freed_memory() -> None:
@@ -866,11 +874,9 @@ def _release_freed_memory() -> None:
     the tensor bytes on Downer 2025). Best effort: glibc only, silent elsewhere.
     """
     gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
+    libc = _libc() if sys.platform.startswith("linux") else None
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 def load_or_build(
